@@ -1,0 +1,155 @@
+"""The model interface every backend implements.
+
+A :class:`LanguageModel` is what experiments talk to. White-box backends (``hf:``,
+``gguf:``, bundled names, ``lab:``) implement everything; black-box backends
+(``openai:``) declare fewer :class:`Capabilities`, and experiments that need more
+refuse them with a clear error (:meth:`LanguageModel.require`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .._errors import UserError
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A context for a model. ``chat=True`` renders it with the model's chat template
+    (as a single user turn, followed by the assistant's generation prompt)."""
+
+    text: str
+    chat: bool = False
+    system: str | None = None  # only with chat=True; None keeps the template's default
+
+
+Context = str | Prompt
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    score: bool = True  # exact teacher-forced log-probs of a given continuation
+    next_token: bool = True  # the full next-token distribution
+    sample: bool = True
+    white_box: bool = True  # hidden states, attention patterns, gradients
+
+
+@dataclass
+class TokenScore:
+    token: str  # the token's text
+    token_id: int
+    logprob: float
+    rank: int  # 1 = the most probable token
+    entropy: float  # nats, of the distribution the token was drawn from
+
+
+@dataclass
+class ScoredContinuation:
+    context: str  # the rendered context (after any chat template)
+    continuation: str
+    tokens: list[TokenScore] = field(default_factory=list)
+
+    @property
+    def logprob(self) -> float:
+        """Joint log-prob of the continuation given the context (nats)."""
+        return math.fsum(t.logprob for t in self.tokens)
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.logprob / max(len(self.tokens), 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "context": self.context,
+            "continuation": self.continuation,
+            "logprob": self.logprob,
+            "mean_logprob": self.mean_logprob,
+            "tokens": [t.__dict__ for t in self.tokens],
+        }
+
+
+@dataclass
+class Sample:
+    context: str
+    text: str
+    token_ids: list[int]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to draw continuations. ``temperature=0`` is greedy decoding."""
+
+    max_tokens: int = 32
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+    min_tokens: int = 0  # end-of-sequence is forbidden before this many tokens
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise UserError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"top_k must be at least 1, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+class LanguageModel:
+    """Base class: one model behind one interface.
+
+    Subclasses set ``name`` and ``capabilities`` and implement what they can.
+    Contexts are plain strings or :class:`Prompt` objects (``chat=True`` for tuned models).
+    """
+
+    name: str = "model"
+    capabilities: Capabilities = Capabilities()
+
+    # -- what experiments call -------------------------------------------------
+    def score(self, context: Context, continuations: Sequence[str]) -> list[ScoredContinuation]:
+        """Exact teacher-forced per-token log-probs of each continuation after ``context``."""
+        raise NotImplementedError
+
+    def score_many(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
+        """Score (context, continuation) pairs with different contexts, batched."""
+        out: list[ScoredContinuation] = []
+        for ctx, cont in requests:
+            out.extend(self.score(ctx, [cont]))
+        return out
+
+    def next_token_logprobs(self, contexts: Sequence[Context]):
+        """Log-probs of the next token after each context: a (len(contexts), vocab) tensor."""
+        raise NotImplementedError
+
+    def sample(self, context: Context, n: int, params: SamplingParams) -> list[Sample]:
+        """``n`` continuations of ``context`` drawn with ``params`` (reproducible by seed)."""
+        raise NotImplementedError
+
+    def render(self, context: Context) -> str:
+        """The exact text the model sees for ``context`` (chat template applied)."""
+        if isinstance(context, Prompt):
+            if context.chat:
+                raise UserError(f"model {self.name} has no chat template; use chat=false")
+            return context.text
+        return context
+
+    @property
+    def has_chat_template(self) -> bool:
+        return False
+
+    def require(self, *needs: str, experiment: str = "this experiment") -> None:
+        """Raise a clear error if this model lacks a capability an experiment needs."""
+        missing = [n for n in needs if not getattr(self.capabilities, n)]
+        if missing:
+            raise UserError(
+                f"{experiment} needs {', '.join(missing)} access, which model {self.name} "
+                "does not offer (black-box backend); use a white-box model "
+                "(hf:, gguf:, lab: or a bundled name)"
+            )
+
+    def close(self) -> None:
+        """Release resources (server connections, memory)."""

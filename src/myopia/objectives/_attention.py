@@ -154,7 +154,8 @@ def _explicit_myopic(q, k, v, k_past, v_past, mask, causal, scale, dropout, trai
         full = _causal_additive(t, scores.dtype, q.device)
     if full is not None:
         scores = scores + full
-    attn = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)  # (B, nh, T, T)
+    softmax_dtype = torch.promote_types(q.dtype, torch.float32)  # half precision upcasts
+    attn = F.softmax(scores, dim=-1, dtype=softmax_dtype).to(q.dtype)  # (B, nh, T, T)
     attn = F.dropout(attn, p=dropout, training=training)
     diag = attn.diagonal(dim1=-2, dim2=-1)[..., None]  # (B, nh, T, 1)
     return attn @ v_past + diag * (v - v_past)  # (B, nh, T, hs)

@@ -2,14 +2,83 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from .._errors import UserError
 
 
 @click.command()
-def models() -> None:
-    """List backends and bundled models."""
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json: bool) -> None:
+    """List the backends and the bundled models available on this machine.
+
+    \b
+    Example:
+      myopia models
+    """
+    from ._load import BACKENDS, available_models
+
+    rows = available_models()
+    if as_json:
+        click.echo(json.dumps({"backends": BACKENDS, "bundled": rows}, indent=2))
+        return
+    console = Console()
+    t = Table(title="backends")
+    t.add_column("prefix")
+    t.add_column("what it loads")
+    for k, v in BACKENDS.items():
+        t.add_row(f"{k}:", v.split(" - ", 1)[1])
+    console.print(t)
+    b = Table(title="bundled models (work offline)")
+    for col in ("name", "kind", "status"):
+        b.add_column(col)
+    for r in rows:
+        status = "installed" if r["installed"] else f"missing: {r['install']}"
+        b.add_row(r["name"], r["kind"], status)
+    console.print(b)
 
 
 @click.command()
-def score() -> None:
-    """Score continuations."""
+@click.argument("model")
+@click.argument("context")
+@click.argument("continuations", nargs=-1, required=True)
+@click.option("--chat", is_flag=True, help="Render CONTEXT with the model's chat template (tuned models).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def score(model: str, context: str, continuations: tuple[str, ...], chat: bool, as_json: bool) -> None:
+    """Score CONTINUATIONS after CONTEXT, token by token.
+
+    For each continuation: every token with its log-prob, its rank (1 = the model's top
+    choice) and the entropy (nats) of the distribution it was drawn from, and the joint
+    log-prob. Start a continuation with a space where the text has one.
+
+    \b
+    Example:
+      myopia score gemma-3-270m "Once upon a time, there was a" " little girl" " a a a a"
+    """
+    from ._base import Prompt
+    from ._load import load_model
+
+    if any(not c for c in continuations):
+        raise UserError("empty continuation: every continuation needs at least one character")
+    lm = load_model(model)
+    scored = lm.score(Prompt(context, chat=chat), list(continuations))
+    if as_json:
+        click.echo(json.dumps({"model": model, "results": [s.to_dict() for s in scored]}, indent=2))
+        return
+    console = Console()
+    for s in scored:
+        t = Table(title=f"{s.continuation!r}", caption=f"joint log-prob {s.logprob:.4f} nats · mean {s.mean_logprob:.4f}")
+        for col in ("token", "log-prob", "rank", "entropy"):
+            t.add_column(col, justify="left" if col == "token" else "right")
+        for tok in s.tokens:
+            t.add_row(repr(tok.token), f"{tok.logprob:.4f}", str(tok.rank), f"{tok.entropy:.3f}")
+        console.print(t)
+    if len(scored) > 1:
+        best = max(scored, key=lambda s: s.logprob)
+        console.print(f"most probable: {best.continuation!r} ({best.logprob:.4f} nats)")
+    sys.stdout.flush()

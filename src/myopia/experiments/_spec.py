@@ -1,0 +1,141 @@
+"""Experiment specs: typed pydantic models, loaded from TOML, overridden with ``--set``.
+
+Every mistake becomes one :class:`UserError` line naming the field and what it accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .._errors import UserError
+
+
+class Spec(BaseModel):
+    """Base class of every experiment's spec: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    experiment: str
+    seed: int = 0
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML value if it parses as one (``3``, ``true``, ``["a", "b"]``), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str], spec_cls: type[Spec]) -> dict:
+    """Apply ``key.sub=value`` overrides to a raw spec dict, checking each path against the spec."""
+    data = json.loads(json.dumps(data))  # deep copy
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        path = key.strip().split(".")
+        _check_path(path, spec_cls)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {key}: {part} is not a table")
+        node[path[-1]] = parse_value(raw.strip())
+    return data
+
+
+def _check_path(path: list[str], cls: type[BaseModel]) -> None:
+    for i, part in enumerate(path):
+        fields = cls.model_fields
+        if part not in fields:
+            where = ".".join(path[:i]) or "the spec"
+            raise UserError(
+                f"unknown field {'.'.join(path[: i + 1])!r} in {where}; accepted: {', '.join(fields)}"
+            )
+        ann = fields[part].annotation
+        if i < len(path) - 1:
+            if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+                raise UserError(f"field {'.'.join(path[: i + 1])!r} has no sub-fields")
+            cls = ann
+
+
+def validate(spec_cls: type[Spec], data: dict) -> Spec:
+    try:
+        return spec_cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            parent = err["loc"][:-1]
+            cls = spec_cls
+            for p in parent:
+                ann = cls.model_fields.get(str(p))
+                if ann is None or not isinstance(ann.annotation, type):
+                    break
+                cls = ann.annotation
+            fields = ", ".join(getattr(cls, "model_fields", {}))
+            raise UserError(f"unknown field {loc!r}; accepted: {fields}") from None
+        got = err.get("input")
+        got_s = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
+        raise UserError(f"invalid spec field {loc!r}: {msg}{got_s}") from None
+
+
+def load_toml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"spec file not found: {path}")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML: {e}") from None
+
+
+def spec_hash(spec: Spec) -> str:
+    """A short hash of the resolved spec: the same spec always lands in the same run directory."""
+    blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def to_toml(data: dict) -> str:
+    """A TOML rendering of a resolved spec (tables, arrays, strings, numbers, booleans)."""
+    lines: list[str] = []
+    _toml_table(data, [], lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _toml_table(data: dict, prefix: list[str], lines: list[str]) -> None:
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for k, v in data.items():
+        if v is None or isinstance(v, dict):
+            continue
+        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    for k, v in tables.items():
+        lines.append("")
+        lines.append("[" + ".".join(_toml_key(p) for p in prefix + [k]) + "]")
+        _toml_table(v, prefix + [k], lines)
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v if x is not None) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")

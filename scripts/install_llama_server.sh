@@ -79,11 +79,14 @@ if [ -z "$WHEEL" ]; then
 else
     say "using cached wheel $WHEEL"
 fi
-# copy a user-level hit into this clone's cache too (cheap, and keeps the clone self-contained)
-if [ ! -e "$LOCAL_CACHE/$TAG/$(basename "$WHEEL")" ]; then
-    mkdir -p "$LOCAL_CACHE/$TAG"
-    cp "$WHEEL" "$LOCAL_CACHE/$TAG/.tmp.whl" && mv -f "$LOCAL_CACHE/$TAG/.tmp.whl" "$LOCAL_CACHE/$TAG/$(basename "$WHEEL")"
-fi
+# keep the wheel in both caches (cheap): this clone stays self-contained, and a later
+# fresh clone on this machine finds it in the user-level cache
+for dir in "$LOCAL_CACHE/$TAG" "$USER_CACHE/$TAG"; do
+    if [ ! -e "$dir/$(basename "$WHEEL")" ]; then
+        mkdir -p "$dir"
+        cp "$WHEEL" "$dir/.part.whl" && mv -f "$dir/.part.whl" "$dir/$(basename "$WHEEL")"
+    fi
+done
 
 "$PY" -m pip install -q -c "$REPO/constraints.txt" "${WHEEL}[server]"
 say "installed llama-cpp-python $VERSION [server] from $(basename "$WHEEL")"

@@ -110,7 +110,7 @@ def test_sample_sends_one_seeded_request_per_draw(fake_openai):
     body = state.requests[0]["body"]
     # llama.cpp's truncating defaults are switched off: draws come from the model itself
     assert (body["top_k"], body["min_p"], body["repeat_penalty"], body["top_p"]) == (
-        -1, 0.0, 1.0, 1.0)
+        0, 0.0, 1.0, 1.0)
 
 
 def test_chat_prompts_use_chat_completions(fake_openai):

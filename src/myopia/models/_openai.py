@@ -230,7 +230,7 @@ class OpenAIModel(LanguageModel):
         body: dict[str, Any] = {"temperature": params.temperature,
                                 "top_p": 1.0 if params.top_p is None else params.top_p}
         if self.config.llama_sampling:
-            body.update(top_k=params.top_k or -1, min_p=0.0, repeat_penalty=1.0)
+            body.update(top_k=params.top_k or 0, min_p=0.0, repeat_penalty=1.0)
         elif params.top_k is not None:
             raise UserError("top_k sampling needs llama_sampling=1 in the openai: spec")
         return body

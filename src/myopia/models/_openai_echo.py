@@ -56,7 +56,7 @@ def probe_echo(complete: Callable[..., dict[str, Any]], k: int, name: str) -> Ec
     gen_lp = [float(v) for v in gen["token_logprobs"]]
     echo = _logprobs(complete(PROBE_CONTEXT + "".join(tokens), max_tokens=1, temperature=0,
                               echo=True, logprobs=k), name, "/completions (echo=true)")
-    start = _first_index_at(echo["text_offset"], len(PROBE_CONTEXT))
+    start = _first_index_at(echo["text_offset"], echo["tokens"], len(PROBE_CONTEXT))
     stop = start + len(tokens)
     if [str(t) for t in echo["tokens"][start:stop]] != tokens:
         raise UserError(f"server for {name} echoes the probe text as different tokens than "
@@ -78,14 +78,19 @@ def probe_echo(complete: Callable[..., dict[str, Any]], k: int, name: str) -> Ec
     return EchoProbe(mode, a_err, s_err, tuple(tokens))
 
 
-def _first_index_at(offsets: list[int], pos: int) -> int:
+def _first_index_at(offsets: list[int], tokens: list[str], pos: int) -> int:
     """Index of the first token that ends after character ``pos`` (lm-eval's boundary:
     a token straddling the context/continuation boundary belongs to the continuation)."""
     for i, off in enumerate(offsets):
-        nxt = offsets[i + 1] if i + 1 < len(offsets) else math.inf
-        if off >= pos or nxt > pos:
+        end = offsets[i + 1] if i + 1 < len(offsets) else off + len(tokens[i])
+        if end > pos:
             return i
     return len(offsets)
+
+
+def _first_index_from(offsets: list[int], pos: int) -> int:
+    """Index of the first token that starts at or after character ``pos``."""
+    return next((i for i, off in enumerate(offsets) if off >= pos), len(offsets))
 
 
 def _lookup(tops: list[dict[str, float] | None], i: int, token: str) -> float | None:
@@ -109,8 +114,8 @@ def scored_from_echo(resp: dict[str, Any], context: str, continuation: str,
     """
     lp = _logprobs(resp, name, "/completions (echo=true)")
     offsets, tokens = lp["text_offset"], [str(t) for t in lp["tokens"]]
-    end = _first_index_at(offsets, len(context) + len(continuation))
-    start = _first_index_at(offsets, len(context))
+    end = _first_index_from(offsets, len(context) + len(continuation))
+    start = _first_index_at(offsets, tokens, len(context))
     if start >= end:
         raise UserError(f"continuation {continuation!r} produced no tokens on {name}")
     out = ScoredContinuation(context=context, continuation=continuation)

@@ -1,0 +1,153 @@
+"""Checkpoints: an HF checkpoint (safetensors) plus optimizer and RNG state, written
+atomically.
+
+Layout of ``OUT/checkpoints/``::
+
+    step-0000500/   config.json, model.safetensors, tokenizer files, myopia_task.json,
+                    optimizer.safetensors, rng.safetensors, trainer_state.json, train_log.parquet
+    latest          the name of the newest *complete* checkpoint
+
+A checkpoint is written into a temp folder beside the others and renamed into place;
+only then is ``latest`` replaced (temp file + ``os.replace``). A kill -9 at any moment
+leaves ``latest`` naming a complete checkpoint (or absent), never a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file, save_file
+
+from .._errors import UserError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    """Rows (dicts; missing keys become nulls) -> Parquet, atomically."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    table = pa.table({k: [r.get(k) for r in rows] for k in keys}) if rows else pa.table({"step": pa.array([], pa.int64())})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = pq.read_table(path).to_pylist()
+    return [{k: v for k, v in r.items() if v is not None} for r in rows]
+
+
+def save_model(folder: Path, model, objective, module, task) -> None:
+    """The HF checkpoint (safetensors), the objective's extra weights, tokenizer, task info."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
+    try:
+        model.save_pretrained(folder)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+    objective.save_extra(module, folder)
+    task.save(folder)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = optimizer.state_dict()
+    tensors = {}
+    for pid, state in sd["state"].items():
+        for k, v in state.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{pid}.{k}"] = t.detach().cpu().contiguous()
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return out
+
+
+def save_checkpoint(out: Path, step: int, model, objective, module, optimizer, task, log: list[dict], keep: int) -> Path:
+    root = out / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    save_model(tmp, model, objective, module, task)
+    tensors, meta = _optimizer_tensors(optimizer)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
+    write_log(tmp / "train_log.parquet", log)
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **meta}, indent=1) + "\n")
+    if final.exists():  # left by an earlier attempt that died before updating `latest`
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    atomic_write_text(root / "latest", final.name + "\n")
+    _prune(root, keep)
+    return final
+
+
+def _prune(root: Path, keep: int) -> None:
+    done = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for p in done[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(".tmp-*"):  # partial checkpoints of killed runs
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    pointer = out / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    path = out / "checkpoints" / pointer.read_text().strip()
+    if not (path / "trainer_state.json").exists():
+        raise UserError(f"{pointer} names {path.name}, which is incomplete; delete {out / 'checkpoints'} to start over")
+    return path
+
+
+def load_model_weights(folder: Path, module: torch.nn.Module, model, objective) -> None:
+    """Load the HF checkpoint's tensors into the live model (tied weights stay tied)."""
+    state: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("model*.safetensors")):
+        state.update(load_file(str(f)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = {k for k in missing if k.endswith("lm_head.weight") and model.config.tie_word_embeddings}
+    if unexpected or set(missing) - tied:
+        raise UserError(f"checkpoint {folder} does not match the model (missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
+    objective.load_extra(module, folder)
+
+
+def load_checkpoint(path: Path, module, model, objective, optimizer) -> tuple[int, list[dict]]:
+    """Restore weights, optimizer and RNG state; returns (step, log rows up to that step)."""
+    load_model_weights(path, module, model, objective)
+    meta = json.loads((path / "trainer_state.json").read_text())
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in load_file(str(path / "optimizer.safetensors")).items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = t
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    rng = load_file(str(path / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(rng["cuda"]))
+    return int(meta["step"]), read_log(path / "train_log.parquet")

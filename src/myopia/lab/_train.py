@@ -1,0 +1,294 @@
+"""The training loop: ``train(config) -> TrainResult``.
+
+One step = one AdamW update on a global batch of ``batch_size`` rows: each data-parallel
+rank takes its slice of the step's batch (a pure function of ``(seed, step)``), runs
+``grad_accum`` micro-batches through the objective's ``forward_backward``, and the ranks
+average their gradients in one flattened all-reduce (from outside the model, so every
+objective works unchanged). Then clipping, the learning rate of this step, the update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .._errors import UserError
+from ..tasks import Batch, task_from_config
+from ._checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint, save_model, write_log
+from ._config import TrainConfig, lr_at, validate
+from ._models import build_model, count_parameters
+from ._progress import progress_bar
+
+# fields that may change between an interrupted run and its resumption
+_RESUMABLE_CHANGES = {"progress", "threads", "out", "device"}
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    steps: int
+    loss: float  # mean training loss of the last step
+    eval_loss: float | None
+    metrics: dict[str, float] = field(default_factory=dict)  # task metrics at the end (e.g. accuracy)
+    n_params: int = 0  # non-embedding parameters
+    tokens_per_s: float = 0.0  # mean over the run (positions per second)
+    wall_s: float = 0.0
+    resumed_from: int | None = None
+
+
+# --- distributed ------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @classmethod
+    def setup(cls, device_kind: str) -> "Dist":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        owns = False
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+            owns = True
+        return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns)
+
+    def all_reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
+        """Average gradients over ranks in one flattened bucket."""
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])  # (n_params,)
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            p.grad = flat[offset : offset + n].view_as(p).clone()  # (same shape as p)
+            offset += n
+
+    def mean(self, values: dict[str, float], device) -> dict[str, float]:
+        if self.world == 1 or not values:
+            return values
+        keys = sorted(values)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return {k: v / self.world for k, v in zip(keys, t.tolist())}
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(t)
+        return t
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _device(cfg: TrainConfig) -> str:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' asked for, but no GPU is visible; use --set device=cpu")
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
+
+
+# --- optimizer --------------------------------------------------------------------------
+def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.AdamW, list[torch.nn.Parameter]]:
+    """AdamW; weight decay on matrices (>= 2 dims) only, not on norms and biases."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    seen: set[int] = set()
+    params = [p for p in params if not (id(p) in seen or seen.add(id(p)))]  # shared tensors once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+    return opt, decay + no_decay
+
+
+def train_step(module, objective, task, batch: Batch, optimizer, params, cfg: TrainConfig, step: int, ddp: Dist, model, autocast) -> dict[str, float]:
+    """One optimizer step on this rank's slice ``batch``; returns metrics averaged over ranks."""
+    lr = lr_at(cfg, step)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    micro = len(batch) // cfg.grad_accum
+    totals: dict[str, float] = {}
+    device = params[0].device
+    for i in range(cfg.grad_accum):
+        mb = task.embed(batch.rows(i * micro, (i + 1) * micro).to(device), model)
+        with autocast():
+            m = objective.forward_backward(module, mb, task.loss, loss_scale=1.0 / cfg.grad_accum)
+        for k, v in m.items():
+            totals[k] = totals.get(k, 0.0) + v / cfg.grad_accum
+    ddp.all_reduce_grads(params)
+    metrics = ddp.mean(totals, device)
+    if not all(math.isfinite(v) for v in metrics.values()):
+        return metrics  # the caller stops before the update
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip))
+    optimizer.step()
+    metrics["lr"] = lr
+    return metrics
+
+
+@torch.no_grad()
+def evaluate(module, model, objective, task, cfg: TrainConfig, ddp: Dist, eval_set: list[Batch], autocast) -> dict[str, float]:
+    """Held-out loss (masked mean over the fixed eval batches, sharded over ranks) + task metrics."""
+    module.eval()
+    device = next(model.parameters()).device
+    acc = torch.zeros(2, dtype=torch.float64, device=device)  # (loss sum, count)
+    for i, b in enumerate(eval_set):
+        if i % ddp.world != ddp.rank:
+            continue
+        b = task.embed(b.to(device), model)
+        with autocast():
+            per_pos = objective.per_position_loss(module, b, task.loss).double()  # (B,T)
+        acc += torch.stack([(per_pos * b.loss_mask).sum(), b.loss_mask.sum().double()])
+    ddp.sum(acc)
+    out = {"eval_loss": (acc[0] / acc[1].clamp_min(1)).item()}
+    with autocast():
+        out.update(task.evaluate(objective.next_token_model(module)))
+    module.train()
+    return out
+
+
+# --- the run ----------------------------------------------------------------------------
+def _check_spec(out: Path, cfg: TrainConfig) -> dict | None:
+    """Refuse to mix two different runs in one folder; return a finished run's result."""
+    spec_path = out / "spec.json"
+    if not spec_path.exists():
+        return None
+    old = json.loads(spec_path.read_text())
+    new = cfg.model_dump(mode="json")
+    diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
+    if diff:
+        raise UserError(f"{out} holds a run with a different spec ({', '.join(diff)} differ); use another --out or delete it")
+    result = out / "result.json"
+    return json.loads(result.read_text()) if result.exists() else None
+
+
+def _write_final(out: Path, model, objective, module, task, log: list[dict], result: TrainResult) -> None:
+    """Final HF checkpoint into OUT (files moved in one by one with os.replace), log, result."""
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tmp-final-"))
+    save_model(tmp, model, objective, module, task)
+    for f in tmp.iterdir():
+        if f.is_dir():
+            shutil.rmtree(out / f.name, ignore_errors=True)
+            os.rename(f, out / f.name)
+        else:
+            os.replace(f, out / f.name)
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_log(out / "train_log.parquet", log)
+    atomic_write_text(out / "result.json", json.dumps(asdict(result), indent=2) + "\n")
+
+
+def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) the run ``config`` describes; ``stop_after`` ends it early after that
+    many steps, as an interruption would (tests of resume)."""
+    from ..objectives import get_objective
+
+    cfg = config if isinstance(config, TrainConfig) else validate(config)
+    cfg = cfg.model_copy(update={"out": cfg.out_dir()})
+    device = _device(cfg)
+    ddp = Dist.setup(device)
+    if device == "cuda":
+        device = f"cuda:{ddp.local_rank}"
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.batch_size % (ddp.world * cfg.grad_accum):
+        raise UserError(f"batch_size={cfg.batch_size} must be a multiple of ranks x grad_accum = {ddp.world * cfg.grad_accum}")
+    task = task_from_config(cfg.task)
+    objective = get_objective(cfg.objective)
+    task.set_data_variant(objective.data_variant)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    done = _check_spec(out, cfg)
+    if done is not None:
+        return TrainResult(**done)
+    ddp.barrier()
+    if ddp.rank == 0:
+        atomic_write_text(out / "spec.json", json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+        atomic_write_text(out / "spec.toml", cfg.to_toml())
+
+    model, _ = build_model(cfg.model, task, cfg.seed)
+    model.to(device)
+    module = objective.prepare(model).to(device)
+    optimizer, params = make_optimizer(module, cfg)
+    use_bf16 = cfg.dtype == "bfloat16"
+    dev_type = "cuda" if device.startswith("cuda") else "cpu"
+
+    def autocast():
+        return torch.autocast(dev_type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+    start, log, resumed = 0, [], None
+    ckpt = latest_checkpoint(out)
+    if ckpt is not None:
+        start, log = load_checkpoint(ckpt, module, model, objective, optimizer)
+        resumed = start
+    last_good = str(ckpt) if ckpt else None
+    eval_set = task.eval_batches(cfg.eval_batches, cfg.batch_size)
+    per_rank = cfg.batch_size // ddp.world
+    positions = cfg.batch_size * task.seq_len
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    t_run, metrics = time.perf_counter(), {}
+    with progress_bar(cfg.steps, start, enabled=cfg.progress and ddp.rank == 0) as bar:
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            batch = task.train_batch(step, cfg.batch_size, cfg.seed).rows(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
+            m = train_step(module, objective, task, batch, optimizer, params, cfg, step, ddp, model, autocast)
+            if not all(math.isfinite(v) for v in m.values()):
+                bad = next(k for k, v in m.items() if not math.isfinite(v))
+                raise UserError(
+                    f"{bad} is {m[bad]} at step {step + 1}; stopped before the update; "
+                    f"last good checkpoint: {last_good or 'none (no checkpoint yet)'}"
+                )
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            row = {"step": step + 1, **m, "tokens_per_s": positions / dt, "step_s": dt}
+            n = step + 1
+            if (cfg.eval_every and n % cfg.eval_every == 0) or n == cfg.steps:
+                row.update(evaluate(module, model, objective, task, cfg, ddp, eval_set, autocast))
+            log.append(row)
+            bar.update(n, row)
+            if n < cfg.steps and cfg.checkpoint_every and n % cfg.checkpoint_every == 0:
+                if ddp.rank == 0:
+                    last_good = str(save_checkpoint(out, n, model, objective, module, optimizer, task, log, cfg.keep_checkpoints))
+                ddp.barrier()
+    wall = time.perf_counter() - t_run
+    last = log[-1] if log else {}
+    ran = [r for r in log if r["step"] > start]
+    result = TrainResult(
+        out_dir=str(out),
+        steps=end,
+        loss=last.get("loss", float("nan")),
+        eval_loss=last.get("eval_loss"),
+        metrics={k: v for k, v in last.items() if k not in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "step_s")},
+        n_params=count_parameters(model),
+        tokens_per_s=positions * len(ran) / wall if ran and wall > 0 else 0.0,
+        wall_s=wall,
+        resumed_from=resumed,
+    )
+    if ddp.rank == 0:
+        if end == cfg.steps:
+            _write_final(out, model, objective, module, task, log, result)
+        elif end > start:  # interrupted on purpose: leave a checkpoint to resume from
+            save_checkpoint(out, end, model, objective, module, optimizer, task, log, cfg.keep_checkpoints)
+    ddp.barrier()
+    if ddp.owns_group:
+        dist.destroy_process_group()
+    return result

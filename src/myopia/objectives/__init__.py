@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._attention import BIGRAM, MYOPIC, MYOPIC_HIDDEN, register as _register_attention
 from ._base import Bigram, DataVariant, NextToken, Objective, masked_mean
 from ._hidden import install_hidden_hooks
+from ._mtp import HEADS_FILE, MultiToken, MultiTokenModel
 from ._myopic import Myopic
 from ._registry import NAMES, get_objective
 
@@ -22,6 +23,9 @@ __all__ = [
     "NAMES",
     "Bigram",
     "DataVariant",
+    "HEADS_FILE",
+    "MultiToken",
+    "MultiTokenModel",
     "Myopic",
     "NextToken",
     "Objective",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .._errors import UserError
+from ._calls import recall
 
 _INPUTS = "_myopia_attention_inputs"
 _CAPTURING = "_myopia_capturing"
@@ -70,15 +71,10 @@ def recompute_past_kv(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tens
         )
     args, kwargs = stashed
     kwargs = dict(kwargs)
-    if args:
-        args = (args[0].detach(), *args[1:])
-    else:
-        kwargs["hidden_states"] = kwargs["hidden_states"].detach()
-    if "past_key_values" in kwargs:
-        kwargs["past_key_values"] = None
+    hidden = args[0] if args else kwargs.pop("hidden_states")
     setattr(module, _CAPTURING, True)
     try:
-        module.forward(*args, **kwargs)
+        recall(module.forward, hidden.detach(), args, kwargs, past_key_values=None)
     except _Captured as captured:
         return captured.key, captured.value
     finally:

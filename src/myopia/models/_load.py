@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,10 +129,20 @@ def load_model(spec: str, device: str | None = None, dtype: str | None = None, *
     return HFModel(model, tokenizer, name=spec, **kw)
 
 
+def _quiet_transformers() -> None:
+    """transformers' per-tensor loading bars and warnings drown our own output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def load_hf_model(spec: str, device: str | None = None, dtype: str | None = None):
     """(model, tokenizer) as ``transformers`` objects for any white-box spec."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
 
     backend, arg = parse_spec(spec)
     check_spec(spec)
@@ -190,6 +201,7 @@ def convert_gguf(path: Path | None) -> Path:
     if (target / "config.json").is_file() and (target / "DONE").is_file():
         return target
     folder, name = str(path.parent), path.name
+    print(f"myopia: converting {path.name} once (dequantizing; cached for later loads)...", file=sys.stderr, flush=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)

@@ -87,3 +87,19 @@ def test_bigram_differs_from_full_attention():
     bigram = get_objective("bigram").prepare(copy.deepcopy(model))(**batch.inputs).logits
     torch.testing.assert_close(full[:, 0], bigram[:, 0])  # position 0 has nothing else to see
     assert (full[:, 1:] - bigram[:, 1:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["teacherless", "reverse"])
+def test_data_variants_train_with_the_ntp_loss(name):
+    """The variants change the batches (the task's job), not the loss or the gradient."""
+    batch = token_batch()
+    model = build("llama")
+    variant = get_objective(name)
+    module = variant.prepare(copy.deepcopy(model))
+    assert module.config._attn_implementation == "sdpa"
+    got = variant.forward_backward(module, batch, cross_entropy)
+    ntp = get_objective("ntp")
+    expected = ntp.forward_backward(ntp.prepare(model), batch, cross_entropy)
+    assert got == expected
+    for name_, g in grads(model).items():
+        assert torch.equal(grads(module)[name_], g)

@@ -57,7 +57,7 @@ def test_strict_myopic_with_padding_equals_brute_force(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("name", ["myopic", "myopic:hidden"])
 def test_myopic_forward_equals_vanilla_exactly(kind, dtype, name):
     model = build(kind, dtype=dtype)
@@ -136,3 +136,22 @@ def test_fused_path_equals_explicit_formula(masked):
         results.append((out.detach(), *torch.autograd.grad((out * upstream).sum(), (q, k, v))))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma3"])
+def test_generic_path_equals_brute_force(kind, monkeypatch):
+    """The path used off CPU (scaled_dot_product_attention + a blockwise log-sum-exp)."""
+    from myopia.objectives import _attention
+
+    monkeypatch.setattr(_attention, "_cpu_flash_available", lambda q: False)
+    monkeypatch.setattr(_attention, "_LSE_CHUNK", 3)  # several blocks
+    model = build(kind)
+    batch = token_batch(length=10)
+    attention_mask = torch.ones(2, 10, dtype=torch.long)
+    attention_mask[1, 7:] = 0
+    batch.loss_mask[1, 7:] = 0.0
+    vanilla = model(**batch.inputs, attention_mask=attention_mask).logits
+    got, _ = _train_grads("myopic", copy.deepcopy(model), batch, attention_mask)
+    _assert_same(got, strict_myopic_grads(model, batch, attention_mask), atol=min(ATOL[kind], 1e-5))
+    myopic = get_objective("myopic").prepare(copy.deepcopy(model))
+    assert torch.equal(myopic(**batch.inputs, attention_mask=attention_mask).logits, vanilla)

@@ -91,11 +91,16 @@ def _needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
+def _cpu_flash_available(q: torch.Tensor) -> bool:
+    """The CPU flash kernel returns the log-sum-exp with the output; elsewhere it is recomputed."""
+    return q.device.type == "cpu"
+
+
 def _attention_and_lse(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, causal: bool, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused attention output (B, nh, T, hs) and row log-sum-exp of the scores (B, nh, T)."""
-    if q.device.type == "cpu":
+    if _cpu_flash_available(q):
         float_mask = _additive_mask(mask, q.dtype)
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             q, k, v, 0.0, causal and float_mask is None, attn_mask=float_mask, scale=scale
@@ -111,17 +116,18 @@ def _logsumexp_rows(
 ) -> torch.Tensor:
     """Row log-sum-exp of scale·q·kᵀ + mask, in blocks of query rows (B, nh, T)."""
     t = q.shape[2]
-    full = _additive_mask(mask, torch.float32)
+    wide = torch.promote_types(q.dtype, torch.float32)
+    full = _additive_mask(mask, wide)
     if full is None and causal:
-        full = _causal_additive(t, torch.float32, q.device)
+        full = _causal_additive(t, wide, q.device)
     rows = []
     for start in range(0, t, _LSE_CHUNK):
         stop = min(start + _LSE_CHUNK, t)
-        s = (q[:, :, start:stop].float() @ k.float().transpose(-1, -2)) * scale  # (B, nh, c, T)
+        s = (q[:, :, start:stop].to(wide) @ k.to(wide).transpose(-1, -2)) * scale  # (B, nh, c, T)
         if full is not None:
             s = s + full[..., start:stop, :]
         rows.append(torch.logsumexp(s, dim=-1))  # (B, nh, c)
-    return torch.cat(rows, dim=-1).to(q.dtype)  # (B, nh, T)
+    return torch.cat(rows, dim=-1)  # (B, nh, T), at least float32
 
 
 def _diagonal_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | float:
@@ -137,8 +143,10 @@ def _fused_myopic(q, k, v, k_past, v_past, mask, causal, scale) -> torch.Tensor:
     qd = q.detach()
     s_live = (qd * k).sum(-1) * scale  # (B, nh, T): the diagonal score, live in k_t
     s_past = (qd * k_past).sum(-1) * scale  # (B, nh, T): the same value through the past keys
-    a = torch.exp(s_past.detach() + _diagonal_mask(mask, q.dtype) - lse.detach())  # (B, nh, T) = A_tt
-    a = torch.nan_to_num(a, nan=0.0)[..., None]  # (B, nh, T, 1): a fully masked row has no diagonal
+    wide = torch.promote_types(q.dtype, torch.float32)  # half precision computes A_tt in float32
+    logit = s_past.detach().to(wide) + _diagonal_mask(mask, wide) - lse.detach().to(wide)  # (B, nh, T)
+    a = torch.nan_to_num(torch.exp(logit), nan=0.0).to(q.dtype)[..., None]  # (B, nh, T, 1) = A_tt
+    # (a fully masked row has no diagonal: 0)
     # both terms are exactly zero in value; they route dL/dO_t into k_t and v_t through A_tt
     return out + a * ((v - v_past) + (s_live - s_past)[..., None] * (v_past - out).detach())
 

@@ -30,6 +30,18 @@ def toy_tokens(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text)
 
 
+_IDS: dict[str, int] = {}
+_TEXTS: dict[int, str] = {}
+
+
+def toy_id(token: str) -> int:
+    """A stable id per token text (the fake tokenizer's vocabulary grows as it goes)."""
+    if token not in _IDS:
+        _IDS[token] = len(_IDS) + 1
+        _TEXTS[_IDS[token]] = token
+    return _IDS[token]
+
+
 def toy_row(position: int) -> dict[str, float]:
     """The toy model's next-token log-probs (over VOCAB) after ``position`` tokens."""
     weights = [((position + 1) * (j + 2)) % 5 * 0.7 for j in range(len(VOCAB))]
@@ -44,11 +56,14 @@ def toy_logprob(tokens: list[str], i: int) -> float:
 
 class FakeState:
     def __init__(self, echo: str = "aligned", fail: list[int] | None = None,
-                 logprobs: bool = True, delay_s: float = 0.0):
+                 logprobs: bool = True, delay_s: float = 0.0, honour_bias: bool = True,
+                 extras: bool = True):
         self.echo = echo  # "aligned" | "shifted" | "garbage"
         self.fail = list(fail or [])  # statuses to answer first, one per request
         self.logprobs = logprobs
         self.delay_s = delay_s
+        self.honour_bias = honour_bias  # False: a server that ignores logit_bias
+        self.extras = extras  # False: no /extras/tokenize (not a llama.cpp server)
         self.requests: list[dict] = []
         self.lock = threading.Lock()
 
@@ -63,7 +78,10 @@ def _completion(state: FakeState, body: dict) -> dict:
     for j in range(n_gen):
         row = toy_row(len(ptoks) + j)
         tok = max(row, key=row.get) if temperature == 0 else rng.choice(VOCAB)
-        gen.append(tok), gen_lp.append(row[tok]), gen_top.append(row)
+        forced = [int(i) for i, v in (body.get("logit_bias") or {}).items() if v >= 50]
+        if forced and state.honour_bias:
+            tok = _TEXTS[forced[0]]
+        gen.append(tok), gen_lp.append(row.get(tok, UNKNOWN_LOGPROB)), gen_top.append(row)
     text = "".join(gen)
     choice: dict = {"index": 0, "text": (prompt + text) if body.get("echo") else text,
                     "finish_reason": "length", "logprobs": None}
@@ -140,6 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
                        {"Retry-After": "0"})
         elif self.path.endswith("/chat/completions"):
             self._send(200, _chat(self.state, body))
+        elif self.path == "/extras/tokenize" and self.state.extras:
+            self._send(200, {"tokens": [toy_id(t) for t in toy_tokens(body["input"])]})
+        elif self.path == "/extras/detokenize" and self.state.extras:
+            self._send(200, {"text": "".join(_TEXTS[int(i)] for i in body["tokens"])})
         elif self.path.endswith("/completions"):
             self._send(200, _completion(self.state, body))
         else:

@@ -11,6 +11,7 @@ import pytest
 
 from myopia._errors import UserError
 from myopia.models._base import Prompt, SamplingParams
+from myopia.experiments.forced_choice._core import ExactClass, exact_class_probabilities
 from myopia.models._openai import OpenAIModel, load_openai, parse_spec
 
 from openai_fakes import free_port, toy_logprob, toy_row, toy_tokens
@@ -63,6 +64,26 @@ def test_score_reads_echo_logprobs_exactly_in_both_layouts(fake_openai, mode):
         want = [toy_logprob(toks, i) for i in range(first, len(toks))]
         assert [t.logprob for t in sc.tokens] == pytest.approx(want, abs=1e-12)
         assert sc.logprob == pytest.approx(math.fsum(want))
+
+
+def test_shifted_echo_is_scored_by_forced_generation_only(fake_openai):
+    spec, state = fake_openai(echo="shifted")
+    model = _model(spec)
+    model.score("x y z", [" a b"])
+    paths = [r["path"] for r in state.requests]
+    assert paths.count("/v1/completions") == 2 + 2  # the probe's two, then one per token
+    forced = [r["body"] for r in state.requests[2:] if r["path"] == "/v1/completions"]
+    assert all(not b.get("echo") and b["logit_bias_type"] == "input_ids" for b in forced)
+    assert [b["prompt"] for b in forced] == ["x y z", "x y z a"]
+
+
+def test_shifted_echo_without_a_way_to_force_is_refused(fake_openai):
+    spec, _ = fake_openai(echo="shifted", extras=False)
+    with pytest.raises(UserError, match="cannot force tokens without /extras/tokenize"):
+        _model(spec).score("x y z", [" a"])
+    spec, _ = fake_openai(echo="shifted", honour_bias=False)
+    with pytest.raises(UserError, match="ignored logit_bias"):
+        _model(spec).score("x y z", [" a b"])
 
 
 def test_score_refuses_echo_logprobs_that_match_nothing(fake_openai):
@@ -228,10 +249,49 @@ def test_real_server_echo_shift_is_detected_and_corrected(llama_server):
     # llama-cpp-python 0.3.36 on SmolLM2 (no BOS): echo log-probs are off by one position
     assert probe.mode == "shifted"
     assert probe.shifted_error < 0.05 < probe.aligned_error
-    # the corrected scores agree with the server's own generation log-probs
+    # scores (by forced generation) agree with the server's own generation log-probs
     context = "One, two, three, four, five,"
     resp = model.completion(context, max_tokens=3, temperature=0, logprobs=5)
     gen = resp["choices"][0]["logprobs"]
     [scored] = model.score(context, ["".join(gen["tokens"])])
     assert [t.token for t in scored.tokens] == gen["tokens"]
-    assert [t.logprob for t in scored.tokens] == pytest.approx(gen["token_logprobs"], abs=0.05)
+    assert [t.logprob for t in scored.tokens] == pytest.approx(gen["token_logprobs"], abs=1e-3)
+    # the echo's own numbers for these tokens are far off: that is the bug being avoided
+    echo = model.completion(context + "".join(gen["tokens"]), max_tokens=1, temperature=0,
+                            echo=True, logprobs=5)["choices"][0]["logprobs"]
+    wrong = echo["token_logprobs"][-len(gen["tokens"]):]
+    assert max(abs(a - b) for a, b in zip(wrong, gen["token_logprobs"])) > 1.0
+
+
+SEED_PROMPT = ("I'd like to try a sort of psychological experiment, if that's alright. I'm "
+               "thinking of either the number \"1\" or \"0\"; if you would, please guess which. "
+               "If your guess is \"1\", respond with just \"1\", and if your guess is \"0\", "
+               "respond with the word \"zero\".\n\nMy guess:")
+CLASSES = (ExactClass("one", (" 1", " one")), ExactClass("zero", (" zero", " 0")))
+
+
+@pytest.mark.slow
+def test_forced_choice_probabilities_agree_with_the_local_gguf_backend(llama_server, smollm):
+    """The same GGUF file through llama.cpp's server and through the local gguf backend.
+
+    Tolerance: llama.cpp multiplies the Q4_1 weights with activations quantized to 8 bits,
+    the local backend runs the dequantized weights in float32. Measured on this prompt and
+    two others (36 tokens): per-token |difference| median 0.07 nats, max 0.39 (unlikely
+    tokens move most); on this prompt the class log-probs differ by 0.05 nats and "other"
+    by 0.02. Tolerances: 0.5 nats per token, 0.15 nats per class, 0.05 for "other". A
+    wrong alignment (the echo shift) errs by whole nats (4.4 on " 1" after "The capital of
+    France is"), and token ids must match exactly."""
+    server = load_openai(llama_server)
+    conts = [c for cls in CLASSES for c in cls.continuations]
+    remote = {s.continuation: s for s in server.score(SEED_PROMPT, conts)}
+    local = {s.continuation: s for s in smollm.score(SEED_PROMPT, conts)}
+    for c in conts:  # same tokens, same per-token log-probs
+        assert [t.token_id for t in remote[c].tokens] == [t.token_id for t in local[c].tokens]
+        assert [t.logprob for t in remote[c].tokens] == pytest.approx(
+            [t.logprob for t in local[c].tokens], abs=0.5)
+    p_remote = exact_class_probabilities(CLASSES, {c: remote[c].logprob for c in conts})
+    p_local = exact_class_probabilities(CLASSES, {c: local[c].logprob for c in conts})
+    for name in ("one", "zero"):
+        assert p_remote.logprobs[name] == pytest.approx(p_local.logprobs[name], abs=0.15)
+    assert p_remote.probabilities["other"] == pytest.approx(p_local.probabilities["other"],
+                                                            abs=0.05)

@@ -43,6 +43,7 @@ from ._base import (
     ScoredContinuation,
 )
 from ._openai_echo import EchoProbe, probe_echo, scored_from_echo
+from ._openai_forced import TokenizerEndpoints, assemble, forced_request, plan_jobs, read_forced
 from ._openai_http import JSONClient, RetryPolicy
 
 T = TypeVar("T")
@@ -124,6 +125,9 @@ class OpenAIModel(LanguageModel):
         policy = RetryPolicy(retries=config.retries, timeout_s=config.timeout_s)
         kwargs = {} if sleep is None else {"sleep": sleep}
         self.client = JSONClient(config.base_url, policy, api_key=self._api_key, **kwargs)
+        # llama.cpp's /extras/* routes live at the server root, beside /v1
+        root = config.base_url[:-3] if config.base_url.endswith("/v1") else config.base_url
+        self.root_client = JSONClient(root, policy, api_key=self._api_key, **kwargs)
         self._pool = ThreadPoolExecutor(max_workers=config.concurrency,
                                         thread_name_prefix="myopia-openai")
         self._probe: EchoProbe | None = None
@@ -197,21 +201,32 @@ class OpenAIModel(LanguageModel):
                                          []), list(range(n)))
 
     def score(self, context: Context, continuations: Sequence[str]) -> list[ScoredContinuation]:
-        """Exact per-token log-probs from ``echo`` prompt log-probs, once a probe has
-        verified them (aligned, or llama.cpp's one-position shift, read from the top-k of
-        the previous position); otherwise a :class:`UserError`."""
+        """Exact per-token log-probs, once a probe has checked the server's ``echo`` prompt
+        log-probs against its generation log-probs: read from ``echo`` when they are
+        aligned; on llama.cpp's server, whose echo is shifted by one position, by forced
+        generation (one request per token, see :mod:`._openai_forced`). ``token_id`` is -1
+        on the echo path, ``entropy`` is NaN (only the top-k is known), ``rank`` counts
+        within the top-k (-1 outside it)."""
         if isinstance(context, Prompt) and context.chat:
             raise UserError(f"model {self.name} cannot score after a chat prompt: the chat "
                             "API has no prompt log-probs; use a plain-text frame (chat=false)")
         text = self.render(context)
-        for cont in continuations:
-            if not cont:
-                raise UserError("cannot score an empty continuation")
-        probe = self.echo_probe()
-        k = self.config.top_k
-        return self.map(lambda c: scored_from_echo(
-            self.completion(text + c, max_tokens=1, temperature=0, echo=True, logprobs=k),
-            text, c, probe, k, self.name), list(continuations))
+        if any(not c for c in continuations):
+            raise UserError("cannot score an empty continuation")
+        conts, k = list(continuations), self.config.top_k
+        if self.echo_probe().mode == "aligned":
+            probe = self.echo_probe()
+            return self.map(lambda c: scored_from_echo(
+                self.completion(text + c, max_tokens=1, temperature=0, echo=True, logprobs=k),
+                text, c, probe, k, self.name), conts)
+        tok = TokenizerEndpoints(self.root_client.post, self.config.model, self.name)
+        plans = self.map(lambda ic: plan_jobs(tok, ic[0], text, ic[1], self.name),
+                         list(enumerate(conts)))
+        jobs = [job for plan in plans for job in plan]
+        scores = self.map(lambda job: read_forced(
+            self.client.post("/completions", {"model": self.config.model,
+                                              **forced_request(job, k)}), job, self.name), jobs)
+        return assemble(text, conts, jobs, scores)
 
     def echo_probe(self) -> EchoProbe:
         """Run (once) the probe that decides whether echo log-probs can be trusted."""

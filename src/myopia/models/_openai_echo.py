@@ -10,9 +10,10 @@ The probe asks the server for a greedy continuation with generation log-probs (w
 are right), then echoes the same text and compares:
 
 - ``aligned``: echo ``token_logprobs[i]`` equal the generation log-probs: use them.
-- ``shifted``: the generation log-prob of token ``i`` is found in ``top_logprobs[i-1]``:
-  read each token's log-prob from the previous position's top-k (exact while the token is
-  in the top-k; a token outside it raises an error, never a guess).
+- ``shifted``: the generation log-prob of token ``i`` is found in ``top_logprobs[i-1]``
+  (the probe's greedy tokens are there). The echo numbers are then not used for scoring:
+  ``top_logprobs`` are keyed by token text, and two token ids with the same text overwrite
+  each other, so the backend scores by forced generation instead (:mod:`._openai_forced`).
 - anything else: scoring is refused with a one-line error.
 """
 
@@ -118,27 +119,16 @@ def scored_from_echo(resp: dict[str, Any], context: str, continuation: str,
     start = _first_index_at(offsets, tokens, len(context))
     if start >= end:
         raise UserError(f"continuation {continuation!r} produced no tokens on {name}")
+    if probe.mode != "aligned":
+        raise ValueError("echo log-probs are only read when the probe found them aligned")
     out = ScoredContinuation(context=context, continuation=continuation)
     for i in range(start, end):
-        if probe.mode == "aligned":
-            value, tops = lp["token_logprobs"][i], lp["top_logprobs"][i]
-        else:
-            tops = lp["top_logprobs"][i - 1] if i >= 1 else None
-            value = _lookup(lp["top_logprobs"], i - 1, tokens[i])
+        value, tops = lp["token_logprobs"][i], lp["top_logprobs"][i]
         if value is None:
-            raise UserError(_unreadable(tokens[i], continuation, probe, k, i, name))
+            raise UserError(f"cannot score {continuation!r} on {name}: the first token of a "
+                            "prompt has no log-prob; give a non-empty context")
         value = float(value)
         rank = 1 + sum(1 for v in (tops or {}).values() if float(v) > value)
         out.tokens.append(TokenScore(token=tokens[i], token_id=-1, logprob=value,
                                      rank=rank if tops else -1, entropy=math.nan))
     return out
-
-
-def _unreadable(token: str, continuation: str, probe: EchoProbe, k: int, i: int,
-                name: str) -> str:
-    if probe.mode == "shifted" and i <= 1:
-        return (f"cannot score {continuation!r} on {name}: the server's echo log-probs are "
-                "shifted by one position, so the context needs at least two tokens")
-    return (f"cannot score token {token!r} of {continuation!r} on {name}: the server's echo "
-            f"log-probs are shifted by one position and the token is outside the top-{k} "
-            "that corrects them; raise ?top_k= in the spec or use a local gguf: backend")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .._errors import UserError
@@ -49,6 +51,8 @@ def train(task, objective, model, sets, spec, out) -> None:
     for s in sets:
         cfg = apply_set(cfg, s)
     result = run_train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return
     line = f"trained {result.steps} steps: loss {result.loss:.4f}"
     if result.eval_loss is not None:
         line += f", eval loss {result.eval_loss:.4f}"

@@ -106,9 +106,9 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
         def cos(a: float, b: float, frac: float) -> float:
             return b + (a - b) / 2 * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0)))
 
-        if step < w:
+        if step < w:  # phase 1 ends at step w-1 (lr at its peak), phase 2 at step n-1
             return cos(lo, lr, step / max(w - 1, 1))
-        return cos(lr, end, (step - w) / max(n - 1 - w, 1))
+        return cos(lr, end, (step - w + 1) / max(n - w, 1))
     if step < w:  # cosine: linear warm-up, then cosine decay to min_lr_ratio * lr
         return lr * (step + 1) / w
     frac = (step - w) / max(n - 1 - w, 1)

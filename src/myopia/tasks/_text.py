@@ -40,7 +40,7 @@ class ShakespeareConfig(TaskConfig):
     name: Literal["shakespeare"] = "shakespeare"
     seq_len: int = Field(128, ge=2)
     vocab_size: int = Field(2048, ge=260)
-    val_plays: tuple[str, ...] = Field(("hamlet", "the_tempest"), description="plays held out whole")
+    val_plays: tuple[str, ...] = Field(("hamlet", "tempest"), description="plays held out whole")
 
 
 def cache_dir() -> Path:

@@ -97,8 +97,8 @@ def time_side_by_side(names: list[str], shape: Shape, device: str, dtype, rounds
         tr.step()
         tr.step()
     per_step: dict[str, list[float]] = {n: [] for n in names}
-    for _ in range(rounds):
-        for tr in trainers:
+    for r in range(rounds):
+        for tr in trainers[r % len(trainers) :] + trainers[: r % len(trainers)]:  # rotate the order
             start = time.perf_counter()
             for _ in range(steps):
                 tr.step()
@@ -179,8 +179,8 @@ def write_section(body: str, command: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--objectives", default="ntp,myopic,mtp:4,myopic:hidden")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=2, help="steps per objective per round")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--steps", type=int, default=1, help="steps per objective per round")
     p.add_argument("--mem-steps", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (GPU default)")

@@ -103,3 +103,15 @@ def test_data_variants_train_with_the_ntp_loss(name):
     assert got == expected
     for name_, g in grads(model).items():
         assert torch.equal(grads(module)[name_], g)
+
+
+def test_model_that_cannot_switch_attention_is_refused():
+    class Stubborn:  # transformers only logs a warning for models outside the attention interface
+        config = type("Config", (), {"_attn_implementation": "eager"})()
+
+        def set_attn_implementation(self, name):
+            pass
+
+    with pytest.raises(UserError, match="AttentionInterface"):
+        get_objective("myopic").prepare(Stubborn())
+    get_objective("ntp").prepare(Stubborn())  # the default attention is whatever the model has

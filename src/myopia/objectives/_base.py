@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from .._errors import UserError
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel
 
@@ -32,9 +34,14 @@ def set_attn_implementation(model: PreTrainedModel, name: str | None) -> None:
     ``None`` means the library default (``sdpa``). Works for the implementations this package
     registers (``myopic``, ``myopic:hidden``, ``bigram``) as for the built-in ones.
     """
-    name = name or "sdpa"
-    if getattr(model.config, "_attn_implementation", None) != name:
-        model.set_attn_implementation(name)
+    wanted = name or "sdpa"
+    if getattr(model.config, "_attn_implementation", None) != wanted:
+        model.set_attn_implementation(wanted)
+    if name is not None and model.config._attn_implementation != name:  # transformers only warns
+        raise UserError(
+            f"{type(model).__name__} cannot switch its attention to {name!r}: it does not dispatch "
+            "through transformers' AttentionInterface; use a model that does (Llama, GPT-2, Gemma 3, ...)"
+        )
 
 
 class Objective:

@@ -34,8 +34,8 @@ from ._base import (
     TokenScore,
 )
 
-# Upper bound on the floats held by one batch of log-probs (tokens x vocab): ~1 GB.
-_LOGIT_BUDGET = 256 * 1024 * 1024
+# Upper bound on the floats in one batch of log-probs (tokens x vocab): 512 MB in float32.
+_LOGIT_BUDGET = 128 * 1024 * 1024
 
 
 @dataclass
@@ -202,19 +202,17 @@ class HFModel(LanguageModel):
                 ids[i, : len(s)] = torch.tensor(s)
             # the first continuation token is predicted at the last context position
             start = min(len(r.ctx_ids) for r in batch) - 1
-            logits = self._forward(ids.to(self.device), keep=torch.arange(start, width - 1))
-            logp = torch.log_softmax(logits.float(), dim=-1)  # (B, T', V)
-            for i, r in enumerate(batch):
-                offset = len(r.ctx_ids) - 1 - start
-                rows = logp[i, offset : offset + len(r.cont_ids)]  # (L, V)
-                scored[r.index] = self._table(r, rows)
+            logits = self._forward(ids.to(self.device), keep=torch.arange(start, width - 1))  # (B, T', V)
+            offsets = [len(r.ctx_ids) - 1 - start for r in batch]
+            for r, s in zip(batch, self._tables(batch, logits, offsets)):
+                scored[r.index] = s
         return [scored[r.index] for r in reqs]
 
     def _score_shared_context(self, group: list[_Request]) -> list[ScoredContinuation]:
         """Continuations of one context: the context's forward pass is computed once."""
         ctx = torch.tensor([group[0].ctx_ids], device=self.device)  # (1, Tc)
         out = self.model(input_ids=ctx, use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # (V,)
+        first = out.logits[:, -1:]  # (1, 1, V): predicts every continuation's first token
         cache = out.past_key_values
         pad = self._pad_id()
         scored: dict[int, ScoredContinuation] = {}
@@ -223,44 +221,49 @@ class HFModel(LanguageModel):
             ids = torch.full((len(batch), width), pad, dtype=torch.long)  # (B, Tk)
             for i, r in enumerate(batch):
                 ids[i, : len(r.cont_ids)] = torch.tensor(r.cont_ids)
-            rows_needed = width - 1
-            if rows_needed:
-                c = _repeat_cache(cache, len(batch))
+            logits = first.expand(len(batch), 1, -1)  # (B, 1, V)
+            if width > 1:
                 o = self.model(
                     input_ids=ids[:, :-1].to(self.device),
-                    past_key_values=c,
+                    past_key_values=_repeat_cache(cache, len(batch)),
                     use_cache=True,
                     logits_to_keep=0,
                 )
-                logp = torch.log_softmax(o.logits.float(), dim=-1)  # (B, Tk-1, V)
-            for i, r in enumerate(batch):
-                rows = [first[None]]
-                if len(r.cont_ids) > 1:
-                    rows.append(logp[i, : len(r.cont_ids) - 1])
-                scored[r.index] = self._table(r, torch.cat(rows, dim=0))
+                logits = torch.cat([logits, o.logits], dim=1)  # (B, Tk, V)
+            for r, s in zip(batch, self._tables(batch, logits, [0] * len(batch))):
+                scored[r.index] = s
         return [scored[r.index] for r in group]
 
     def _forward(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         out = self.model(input_ids=ids, use_cache=False, logits_to_keep=keep.to(ids.device))
         return out.logits  # (B, len(keep), V)
 
-    def _table(self, r: _Request, logp: torch.Tensor) -> ScoredContinuation:
-        """Per-token log-prob, rank and entropy from the (L, V) log-prob rows of one request."""
-        target = torch.tensor(r.cont_ids, device=logp.device)
-        lp = logp.gather(1, target[:, None])[:, 0]  # (L,)
-        rank = (logp > lp[:, None]).sum(dim=1) + 1  # (L,)
-        entropy = -(logp.exp() * logp).nan_to_num().sum(dim=1)  # (L,)
-        tokens = [
-            TokenScore(
-                token=self.tokenizer.decode([tid]),
-                token_id=tid,
-                logprob=float(lp[j]),
-                rank=int(rank[j]),
-                entropy=float(entropy[j]),
-            )
-            for j, tid in enumerate(r.cont_ids)
-        ]
-        return ScoredContinuation(context=r.rendered, continuation=r.continuation, tokens=tokens)
+    def _tables(self, batch: list[_Request], logits: torch.Tensor, offsets: list[int]) -> list[ScoredContinuation]:
+        """Per-token log-prob, rank and entropy for a batch, from (B, T, V) logits where
+        request i's continuation is predicted at rows offsets[i] .. offsets[i] + L_i - 1."""
+        B, L = len(batch), max(len(r.cont_ids) for r in batch)
+        pos = torch.zeros(B, L, dtype=torch.long)  # (B, L) row of each prediction
+        target = torch.zeros(B, L, dtype=torch.long)  # (B, L) token it must give
+        for i, r in enumerate(batch):
+            n = len(r.cont_ids)
+            pos[i, :n] = torch.arange(offsets[i], offsets[i] + n)
+            pos[i, n:] = offsets[i]
+            target[i, :n] = torch.tensor(r.cont_ids)
+        rows = logits.gather(1, pos.to(logits.device)[..., None].expand(-1, -1, logits.shape[-1]))  # (B, L, V)
+        logp = torch.log_softmax(rows.float(), dim=-1)  # (B, L, V)
+        lp = logp.gather(2, target.to(logp.device)[..., None])  # (B, L, 1)
+        rank = (logp > lp).sum(dim=-1) + 1  # (B, L)
+        entropy = -(logp.exp() * logp).nan_to_num().sum(dim=-1)  # (B, L)
+        lp, rank, entropy = lp[..., 0].tolist(), rank.tolist(), entropy.tolist()
+        out = []
+        for i, r in enumerate(batch):
+            texts = self.tokenizer.batch_decode([[t] for t in r.cont_ids])
+            tokens = [
+                TokenScore(token=texts[j], token_id=t, logprob=lp[i][j], rank=rank[i][j], entropy=entropy[i][j])
+                for j, t in enumerate(r.cont_ids)
+            ]
+            out.append(ScoredContinuation(context=r.rendered, continuation=r.continuation, tokens=tokens))
+        return out
 
     def _pad_id(self) -> int:
         return _first_not_none(self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0)

@@ -77,6 +77,7 @@ def build_config(spec: ModelSpec, vocab_size: int, seq_len: int, tie: bool):
         n_layer=L,
         n_head=h,
         n_inner=spec.d_ff or 4 * d,
+        activation_function="gelu_pytorch_tanh",  # GPT-2's tanh GELU, as one fused kernel (not gelu_new's 8 ops)
         n_positions=max_len,
         resid_pdrop=spec.dropout,
         embd_pdrop=spec.dropout,

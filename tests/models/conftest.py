@@ -36,7 +36,7 @@ def llama_server(smollm2_path: Path):
     """``openai:`` spec of a running llama.cpp server; stopped after the session."""
     if not llama_server_available():
         pytest.skip(f"llama-cpp-python[server] is not installed; {INSTALL_HINT}")
-    with serve(smollm2_path) as spec:
+    with serve(smollm2_path, threads=1) as spec:  # one thread: a good neighbour on 2 cores
         yield spec
 
 

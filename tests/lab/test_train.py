@@ -194,3 +194,19 @@ def test_two_process_data_parallel_matches_one_process(tmp_path):
     assert b[-1]["eval_loss"] == pytest.approx(a[-1]["eval_loss"], rel=1e-4)
     wa, wb = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+def test_fine_tune_a_pretrained_hf_checkpoint_on_text(tmp_path, monkeypatch):
+    """--model hf:PATH: the task adopts the model's tokenizer; the result is again an HF checkpoint."""
+    monkeypatch.setenv("MYOPIA_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog.\n" * 300)
+    text = {"name": "text", "path": str(corpus), "seq_len": 16, "vocab_size": 300}
+    base = train(_cfg(tmp_path, "base", task=text, model={"name": "gpt2-tiny"}, steps=3, eval_every=0))
+    tuned = train(_cfg(tmp_path, "tuned", task=text, model={"name": f"hf:{base.out_dir}"}, steps=3, eval_every=0))
+    tok_a, tok_b = AutoTokenizer.from_pretrained(base.out_dir), AutoTokenizer.from_pretrained(tuned.out_dir)
+    assert tok_a("lazy dog")["input_ids"] == tok_b("lazy dog")["input_ids"]
+    a, b = _weights(base.out_dir), _weights(tuned.out_dir)
+    assert a.keys() == b.keys() and not torch.equal(a["transformer.h.0.mlp.c_fc.weight"], b["transformer.h.0.mlp.c_fc.weight"])
+    with pytest.raises(UserError, match="builds its own vocabulary"):
+        train(_cfg(tmp_path, "bad", model={"name": f"hf:{base.out_dir}"}))

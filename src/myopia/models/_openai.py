@@ -132,8 +132,10 @@ class OpenAIModel(LanguageModel):
                                         thread_name_prefix="myopia-openai")
         self._probe: EchoProbe | None = None
         self._probe_lock = threading.Lock()
-        # score stays False until an echo probe has verified the server's prompt log-probs
-        self.capabilities = Capabilities(score=False, next_token=False, sample=True,
+        # score: offered, and checked on first use by the echo probe (a server whose prompt
+        # log-probs cannot be verified gets a UserError then, never silent numbers);
+        # next_token: only the server's top-k, so not the full distribution
+        self.capabilities = Capabilities(score=True, next_token=False, sample=True,
                                          white_box=False)
 
     def __repr__(self) -> str:
@@ -233,8 +235,6 @@ class OpenAIModel(LanguageModel):
         with self._probe_lock:
             if self._probe is None:
                 self._probe = probe_echo(self.completion, self.config.top_k, self.name)
-                self.capabilities = Capabilities(score=True, next_token=False, sample=True,
-                                                 white_box=False)
             return self._probe
 
     def close(self) -> None:

@@ -106,6 +106,13 @@ def _max_error(values: list[float | None], reference: list[float]) -> float:
     return max(errors) if errors else math.inf
 
 
+def rank_in_top(tops: dict[str, float] | None, token: str, value: float) -> int:
+    """1-based rank of ``token`` among the server's top-k, or -1 when it is not listed."""
+    if not tops or token not in tops:
+        return -1
+    return 1 + sum(1 for v in tops.values() if v is not None and float(v) > value)
+
+
 def scored_from_echo(resp: dict[str, Any], context: str, continuation: str,
                      probe: EchoProbe, k: int, name: str) -> ScoredContinuation:
     """Per-token scores of ``continuation`` from an echo response for context+continuation.
@@ -128,7 +135,7 @@ def scored_from_echo(resp: dict[str, Any], context: str, continuation: str,
             raise UserError(f"cannot score {continuation!r} on {name}: the first token of a "
                             "prompt has no log-prob; give a non-empty context")
         value = float(value)
-        rank = 1 + sum(1 for v in (tops or {}).values() if float(v) > value)
         out.tokens.append(TokenScore(token=tokens[i], token_id=-1, logprob=value,
-                                     rank=rank if tops else -1, entropy=math.nan))
+                                     rank=rank_in_top(tops, tokens[i], value),
+                                     entropy=math.nan))
     return out

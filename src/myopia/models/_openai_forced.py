@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from .._errors import UserError
 from ._base import ScoredContinuation, TokenScore
+from ._openai_echo import rank_in_top
 
 FORCE_BIAS = 100.0
 
@@ -112,10 +113,10 @@ def read_forced(resp: dict[str, Any], job: ForcedJob, name: str) -> TokenScore:
         raise UserError(f"server for {name} ignored logit_bias (generated {got!r}, not the "
                         f"forced {job.token_text!r}); exact scoring through it is refused")
     value = float(lp["token_logprobs"][0])
-    tops = (lp.get("top_logprobs") or [None])[0] or {}
-    rank = 1 + sum(1 for v in tops.values() if v is not None and float(v) > value)
+    tops = (lp.get("top_logprobs") or [None])[0]
+    # rank: approximate, the server keys its top-k by text (same-text ids overwrite)
     return TokenScore(token=job.token_text or got, token_id=job.token_id, logprob=value,
-                      rank=rank if tops else -1, entropy=math.nan)
+                      rank=rank_in_top(tops, got, value), entropy=math.nan)
 
 
 def assemble(context: str, continuations: list[str], jobs: list[ForcedJob],

@@ -15,13 +15,13 @@ through the attention interface (Llama, GPT-2, Gemma 3, ...)::
 - ``bigram``: no attention to other positions: the output at t is the value at t.
 
 Fast path: one fused attention call against the detached keys/values (``scaled_dot_product_attention``
-or the CPU flash kernel, which also returns the row log-sum-exp), plus two zero-valued correction
-terms on the diagonal that carry exactly the missing gradients:
+or the CPU flash kernel, which also returns the row log-sum-exp lse), whose output passes through
+an identity autograd function that adds, in the backward only, the gradients the live diagonal
+carries (with a_t = A_tt = exp(s_t − lse_t), g = dL/dO_t, s_t the diagonal score):
 
-    a_t = A_tt = exp(s_tt − lse_t)
-    O_t += a_t·(v_t − v̄_t) + a_t·(s_t − s̄_t)·(v̄_t − O_t)
+    dL/dv_t += a_t·g        dL/dk_t += scale·a_t·(g·(v_t − O_t))·q_t
 
-(dO_t/ds_tt = A_tt·(v_t − O_t) is the softmax derivative, and v_t − v̄_t = s_t − s̄_t = 0 in value).
+(dO_t/ds_t = a_t·(v_t − O_t) is the softmax derivative). Forward values are untouched.
 With attention dropout, the explicit T×T formula is used instead.
 """
 
@@ -130,25 +130,44 @@ def _logsumexp_rows(
     return torch.cat(rows, dim=-1)  # (B, nh, T), at least float32
 
 
-def _diagonal_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | float:
-    """The additive mask on the diagonal, (B or 1, 1, T), or 0 when there is none."""
-    if mask is None:
-        return 0.0
-    return _additive_mask(mask, dtype).diagonal(dim1=-2, dim2=-1)  # (B|1, 1|nh, T)
+class _LiveDiagonal(torch.autograd.Function):
+    """Identity on the attention output O; its backward adds what the live diagonal passes on.
+
+    O was computed against the past keys/values. The diagonal score s_t = scale·q_t·k_t and value
+    v_t are live: with a_t = A_tt = exp(s_t − lse_t) and g = dL/dO_t,
+    dL/dv_t = a_t·g and dL/dk_t = scale·a_t·(g·(v_t − O_t))·q_t (the softmax derivative). The same
+    amounts are taken from the past key/value at t when those carry gradient (``myopic:hidden``),
+    since the fused call already routed them there. dL/dq_t is already right (k̄_t = k_t in value).
+    """
+
+    @staticmethod
+    def forward(ctx, out, q, k, v, k_past, v_past, lse, diag_mask, scale):
+        ctx.save_for_backward(out, q, k, v, lse, diag_mask)
+        ctx.scale = scale
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, q, k, v, lse, diag_mask = ctx.saved_tensors
+        wide = torch.promote_types(q.dtype, torch.float32)  # half precision computes A_tt in float32
+        logit = (q * k).sum(-1).to(wide) * ctx.scale - lse.to(wide)  # (B, nh, T)
+        if diag_mask is not None:
+            logit = logit + diag_mask.to(wide)
+        a = torch.nan_to_num(torch.exp(logit), nan=0.0).to(q.dtype)[..., None]  # (B, nh, T, 1); masked: 0
+        dv = a * grad  # (B, nh, T, hs)
+        dk = (a * (grad * (v - out)).sum(-1, keepdim=True) * ctx.scale) * q  # (B, nh, T, hs)
+        need = ctx.needs_input_grad
+        return (
+            grad, None, dk if need[2] else None, dv if need[3] else None,
+            -dk if need[4] else None, -dv if need[5] else None, None, None, None,
+        )
 
 
 def _fused_myopic(q, k, v, k_past, v_past, mask, causal, scale) -> torch.Tensor:
     """Attention with past keys/values ``k_past``/``v_past`` and a live diagonal; (B, nh, T, hs)."""
     out, lse = _attention_and_lse(q, k_past, v_past, mask, causal, scale)
-    qd = q.detach()
-    s_live = (qd * k).sum(-1) * scale  # (B, nh, T): the diagonal score, live in k_t
-    s_past = (qd * k_past).sum(-1) * scale  # (B, nh, T): the same value through the past keys
-    wide = torch.promote_types(q.dtype, torch.float32)  # half precision computes A_tt in float32
-    logit = s_past.detach().to(wide) + _diagonal_mask(mask, wide) - lse.detach().to(wide)  # (B, nh, T)
-    a = torch.nan_to_num(torch.exp(logit), nan=0.0).to(q.dtype)[..., None]  # (B, nh, T, 1) = A_tt
-    # (a fully masked row has no diagonal: 0)
-    # both terms are exactly zero in value; they route dL/dO_t into k_t and v_t through A_tt
-    return out + a * ((v - v_past) + (s_live - s_past)[..., None] * (v_past - out).detach())
+    diag_mask = None if mask is None else _additive_mask(mask, torch.float32).diagonal(dim1=-2, dim2=-1)
+    return _LiveDiagonal.apply(out, q, k, v, k_past, v_past, lse.detach(), diag_mask, scale)
 
 
 def _explicit_myopic(q, k, v, k_past, v_past, mask, causal, scale, dropout, training) -> torch.Tensor:

@@ -48,6 +48,7 @@ def test_sequence_likelihood_run_directory(tiny_lm_dir, tmp_path):
     conts = read_parquet(out / "results" / "continuations.parquet")
     assert {c["kind"] for c in conts} == {"greedy", "beam", "sample", "user", "degenerate"}
     assert all(c["n_tokens"] == 6 for c in conts)  # one token length for every continuation
+    assert len(list((out / "figures").glob("*.png"))) == 2  # one per prompt
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<h2>Summary</h2>" in html
     assert html.index("<h2>Summary</h2>") < html.index("<img")
@@ -160,3 +161,17 @@ def test_toml_spec_round_trip(tiny_lm_dir, tmp_path):
         resolve_spec(str(tmp_path / "missing.toml"))
     with pytest.raises(UserError, match="unknown experiment 'nope'"):
         resolve_spec("nope")
+
+
+def test_quick_suite_runs_every_member_into_one_report(tiny_lm_dir, tmp_path):
+    from myopia.experiments import run_suite, suites
+
+    assert "sequence-likelihood" in suites()["quick"]
+    res = run_suite("quick", [f'models=["hf:{tiny_lm_dir}"]', "samples=4", "length=4", "beam_width=2"], out=tmp_path / "q")
+    assert res.report_path == tmp_path / "q" / "report.html"
+    html = res.report_path.read_text()
+    assert html.index("<h2>Summary</h2>") < html.index("<h2>sequence-likelihood</h2>")
+    for member, r in res.members:
+        assert (r.run_dir / "summary.json").is_file() and r.run_dir.parent == tmp_path / "q"
+    with pytest.raises(UserError, match="no experiment in suite 'quick' has that field"):
+        run_suite("quick", ["nonsense=1"], out=tmp_path / "q2")

@@ -3,15 +3,14 @@
 from ._base import Cell, CellContext, Experiment, experiment_names, get_experiment, register
 from ._runner import RunResult, load_run, rerender, resolve_spec, run
 from ._spec import Spec
-from ._suite import SUITES, run_suite
+from ._suite import run_suite, suites
 
 __all__ = [
     "Cell",
     "CellContext",
     "Experiment",
     "RunResult",
-    "SUITES",
-    "Spec",
+        "Spec",
     "experiment_names",
     "get_experiment",
     "load_run",
@@ -20,4 +19,5 @@ __all__ = [
     "resolve_spec",
     "run",
     "run_suite",
+    "suites",
 ]

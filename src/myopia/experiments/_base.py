@@ -37,7 +37,8 @@ class Experiment:
     name: ClassVar[str]
     spec_cls: ClassVar[type[Spec]]
     summary: ClassVar[str] = ""  # one line, shown by `myopia run --help`
-    quick: ClassVar[dict[str, Any]] = {}
+    quick: ClassVar[dict[str, Any] | None] = None  # overrides for the quick suite; None = not in it
+    quick_order: ClassVar[int] = 100  # position in the quick suite
 
     def cells(self, spec: Spec) -> list[Cell]:
         raise NotImplementedError
@@ -92,4 +93,12 @@ def experiment_names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from . import sequence_likelihood  # noqa: F401  (registers itself)
+    """Import every public module or package in myopia.experiments: each registers itself."""
+    import importlib
+    import pkgutil
+
+    from .. import experiments
+
+    for info in pkgutil.iter_modules(experiments.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{experiments.__name__}.{info.name}")

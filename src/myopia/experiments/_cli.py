@@ -23,14 +23,14 @@ def run(name_or_spec: str, overrides: tuple[str, ...], out: str | None) -> None:
       myopia run quick                       # the quick suite, bundled models
       myopia run sequence-likelihood --set samples=128 --set 'models=["gemma-3-270m"]'
       myopia run examples/sequence_likelihood.toml --out runs/mine
-    \b
-    Experiments: sequence-likelihood.  Suites: quick.
+    NAME_OR_SPEC is a registered experiment (sequence-likelihood, …), the suite
+    `quick`, or a TOML file; an unknown name lists the known ones.
     """
-    from ._suite import SUITES, run_suite
+    from ._suite import run_suite, suites
     from ._runner import run as run_experiment
 
     console = Console()
-    if name_or_spec in SUITES:
+    if name_or_spec in suites():
         res = run_suite(name_or_spec, list(overrides), out, console=Console(stderr=True))
         for member, r in res.members:
             _print_summary(console, member, r.summary, r.run_dir)

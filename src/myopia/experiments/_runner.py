@@ -30,7 +30,7 @@ from pathlib import Path
 from .._errors import UserError
 from ..report import Report
 from ._base import Cell, CellContext, Experiment, Tables, get_experiment
-from ._io import read_parquet, write_json_atomic, write_parquet_atomic, write_text_atomic
+from ._io import read_parquet, write_bytes_atomic, write_json_atomic, write_parquet_atomic, write_text_atomic
 from ._spec import Spec, apply_overrides, load_toml, spec_hash, to_toml, validate
 
 _PACKAGES = ("myopia", "torch", "transformers", "tokenizers", "gguf", "numpy", "pyarrow", "pydantic")
@@ -213,8 +213,23 @@ def finish(run_dir: Path, exp: Experiment, spec: Spec, tables: Tables) -> dict:
     summary = {"experiment": exp.name, "spec_hash": spec_hash(spec), **exp.summarize(tables, spec)}
     write_json_atomic(run_dir / "summary.json", summary)
     report = build_report(exp, spec, tables, summary)
+    write_figures(report, run_dir / "figures")
     write_text_atomic(run_dir / "report.html", report.render())
     return summary
+
+
+def write_figures(report: Report, folder: Path) -> None:
+    """Each embedded figure also as a PNG file, numbered in report order."""
+    import base64
+    import re
+
+    n = 0
+    for section in report.sections:
+        for kind, block in section.blocks:
+            if kind == "figure":
+                n += 1
+                slug = re.sub(r"[^a-z0-9]+", "-", block.caption.lower())[:60].strip("-") or "figure"
+                write_bytes_atomic(folder / f"{n:02d}-{slug}.png", base64.b64decode(block.png_base64))
 
 
 def build_report(exp: Experiment, spec: Spec, tables: Tables, summary: dict) -> Report:

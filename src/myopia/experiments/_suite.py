@@ -12,12 +12,16 @@ from pathlib import Path
 
 from .._errors import UserError
 from ..report import Report
-from ._base import get_experiment
+from ._base import _REGISTRY, _load_builtin, get_experiment
 from ._io import write_json_atomic, write_text_atomic
 from ._runner import RunResult, add_sections, load_run, resolve_spec, run_spec
 from ._spec import spec_hash
 
-SUITES = {"quick": ["sequence-likelihood"]}
+def suites() -> dict[str, list[str]]:
+    """``quick``: every registered experiment that declares ``quick`` overrides, in ``quick_order``."""
+    _load_builtin()
+    quick = sorted((c for c in _REGISTRY.values() if c.quick is not None), key=lambda c: (c.quick_order, c.name))
+    return {"quick": [c.name for c in quick]}
 
 
 @dataclass
@@ -34,7 +38,7 @@ def _member_overrides(name: str, overrides: list[str]) -> list[str]:
     for o in overrides:
         key = o.split("=", 1)[0]
         head, _, rest = key.partition(".")
-        if head in SUITES_MEMBERS_ALL() and rest:
+        if head in _all_members() and rest:
             if head == name:
                 out.append(o[len(head) + 1 :])
         elif key.split(".")[0] in exp.spec_cls.model_fields:
@@ -42,23 +46,23 @@ def _member_overrides(name: str, overrides: list[str]) -> list[str]:
     return out
 
 
-def SUITES_MEMBERS_ALL() -> set[str]:
-    return {m for members in SUITES.values() for m in members}
+def _all_members() -> set[str]:
+    return {m for members in suites().values() for m in members}
 
 
 def run_suite(name: str, overrides: list[str], out: str | None, console=None) -> SuiteResult:
-    members = SUITES[name]
+    members = suites()[name]
     for o in overrides:
         key = o.split("=", 1)[0]
         head = key.split(".")[0]
-        if head not in SUITES_MEMBERS_ALL() and not any(
+        if head not in _all_members() and not any(
             head in get_experiment(m).spec_cls.model_fields for m in members
         ):
             raise UserError(f"--set {key}: no experiment in suite {name!r} has that field")
     resolved = []
     for m in members:
         exp = get_experiment(m)
-        quick = [f"{k}={_toml_literal(v)}" for k, v in exp.quick.items()]
+        quick = [f"{k}={_toml_literal(v)}" for k, v in (exp.quick or {}).items()]
         resolved.append(resolve_spec(m, quick + _member_overrides(m, overrides)))
     digest = hashlib.sha256("".join(spec_hash(s) for _, s in resolved).encode()).hexdigest()[:10]
     run_dir = Path(out) if out else Path("runs") / f"{name}-{digest}"

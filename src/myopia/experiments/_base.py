@@ -62,11 +62,14 @@ class Experiment:
 
 
 class CellContext:
-    """What a cell gets besides its spec: the loaded model and a progress callback."""
+    """What a cell gets besides its spec: the loaded model, a progress callback, and a
+    private work directory (for checkpoints a cell trains; kept, so a resumed cell can
+    pick up a half-trained model there)."""
 
-    def __init__(self, model_pool, progress=None):
+    def __init__(self, model_pool, progress=None, work_dir=None):
         self._pool = model_pool
         self.progress = progress or (lambda advance=1, total=None, note=None: None)
+        self.work_dir = work_dir
 
     def model(self, spec: str):
         return self._pool.get(spec)

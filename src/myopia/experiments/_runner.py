@@ -173,7 +173,8 @@ def run_spec(exp: Experiment, spec: Spec, out=None, console=None) -> RunResult:
                 entry = manifest["cells"][cell.id]
                 entry.update(status="running", started=_now())
                 write_json_atomic(run_dir / "manifest.json", manifest)
-                tables = exp.run_cell(cell, spec, CellContext(pool, bar.cell_progress))
+                work = run_dir / "work" / cell.id
+                tables = exp.run_cell(cell, spec, CellContext(pool, bar.cell_progress, work))
                 for name, records in tables.items():
                     write_parquet_atomic(run_dir / "cells" / cell.id / f"{name}.parquet", records)
                 entry.update(

@@ -71,7 +71,7 @@ def test_training_reduces_the_loss(tmp_path):
     assert last < 0.7 * first
 
 
-@pytest.mark.parametrize("objective", ["ntp", "myopic"])
+@pytest.mark.parametrize("objective", ["ntp", "myopic", "mtp:2"])
 def test_resume_is_bit_identical(tmp_path, objective):
     full = train(_cfg(tmp_path, "full", objective=objective))
     part = _cfg(tmp_path, "part", objective=objective)
@@ -81,6 +81,10 @@ def test_resume_is_bit_identical(tmp_path, objective):
     assert resumed.resumed_from == 4
     a, b = _weights(full.out_dir), _weights(resumed.out_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if objective.startswith("mtp"):  # the extra heads too
+        ha = load_file(str(Path(full.out_dir) / "mtp_heads.safetensors"))
+        hb = load_file(str(Path(resumed.out_dir) / "mtp_heads.safetensors"))
+        assert ha and ha.keys() == hb.keys() and all(torch.equal(ha[k], hb[k]) for k in ha)
     la = pq.read_table(Path(full.out_dir) / "train_log.parquet").column("loss").to_pylist()
     lb = pq.read_table(Path(resumed.out_dir) / "train_log.parquet").column("loss").to_pylist()
     assert la == lb

@@ -6,7 +6,7 @@ concurrency, in rounds that interleave the three settings so that machine noise 
 them alike; it reports the median round's requests/s and completion tokens/s, and writes
 its own section of BENCHMARKS.md (atomically, other sections untouched).
 
-    .venv/bin/python bench/bench_server.py [--requests 32] [--tokens 16] [--rounds 3]
+    .venv/bin/python bench/bench_server.py [--requests 32] [--tokens 16] [--rounds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def one_round(spec: str, concurrency: int, n: int, tokens: int) -> tuple[float, 
     return elapsed, sum(counts)
 
 
-def run(n: int, tokens: int, rounds: int) -> dict[int, dict[str, float]]:
+def run(n: int, tokens: int, rounds: int, threads: int) -> dict[int, dict[str, float]]:
     times: dict[int, list[tuple[float, int]]] = {c: [] for c in LEVELS}
-    with llama_server(bundled_smollm2_gguf()) as spec:
+    with llama_server(bundled_smollm2_gguf(), threads=threads) as spec:
         one_round(spec, 1, 2, tokens)  # warm-up: first-request costs out of the figures
         for r in range(rounds):
             order = LEVELS if r % 2 == 0 else tuple(reversed(LEVELS))
@@ -65,7 +65,8 @@ def run(n: int, tokens: int, rounds: int) -> dict[int, dict[str, float]]:
     return out
 
 
-def section(results: dict[int, dict[str, float]], n: int, tokens: int, rounds: int) -> str:
+def section(results: dict[int, dict[str, float]], n: int, tokens: int, rounds: int,
+            threads: int) -> str:
     base = results[1]["requests_s"]
     rows = "\n".join(
         f"| {c} | {r['seconds']:.2f} | {r['requests_s']:.2f} | {r['tokens_s']:.1f} | "
@@ -74,9 +75,9 @@ def section(results: dict[int, dict[str, float]], n: int, tokens: int, rounds: i
     return f"""{START}
 ## bench_server.py — openai: backend throughput against llama.cpp's server
 
-Command: `.venv/bin/python bench/bench_server.py --requests {n} --tokens {tokens} --rounds {rounds}`
+Command: `.venv/bin/python bench/bench_server.py --requests {n} --tokens {tokens} --rounds {rounds} --threads {threads}`
 
-llama-cpp-python 0.3.36 server (2 threads) on the bundled SmolLM2-135M-Instruct Q4_1 GGUF,
+llama-cpp-python 0.3.36 server ({threads} thread{"s" if threads > 1 else ""}) on the bundled SmolLM2-135M-Instruct Q4_1 GGUF,
 127.0.0.1, {n} sampled completions of {tokens} tokens per setting; the three concurrency
 settings run side by side in one run, interleaved over {rounds} rounds (median round shown;
 "spread" = (slowest − fastest) / median). Machine: {platform.processor() or platform.machine()},
@@ -112,10 +113,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="server threads (1 keeps it steady on a shared 2-core machine)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
-    results = run(args.requests, args.tokens, args.rounds)
-    text = section(results, args.requests, args.tokens, args.rounds)
+    results = run(args.requests, args.tokens, args.rounds, args.threads)
+    text = section(results, args.requests, args.tokens, args.rounds, args.threads)
     print(text)
     if not args.no_write:
         write_section(text)

@@ -136,6 +136,14 @@ def test_sample_sends_one_seeded_request_per_draw(fake_openai):
     # llama.cpp's truncating defaults are switched off: draws come from the model itself
     assert (body["top_k"], body["min_p"], body["repeat_penalty"], body["top_p"]) == (
         0, 0.0, 1.0, 1.0)
+    model.sample("x", 1, SamplingParams(min_tokens=3, top_k=5, top_p=0.9))
+    assert {k: state.requests[-1]["body"][k] for k in ("min_tokens", "top_k", "top_p")} == {
+        "min_tokens": 3, "top_k": 5, "top_p": 0.9}
+    strict = _model(spec, llama_sampling=0)
+    with pytest.raises(UserError, match="min_tokens needs llama_sampling=1"):
+        strict.sample("x", 1, SamplingParams(min_tokens=3))
+    strict.sample("x", 1, SamplingParams())
+    assert "top_k" not in state.requests[-1]["body"]
 
 
 def test_chat_prompts_use_chat_completions(fake_openai):

@@ -196,8 +196,9 @@ class OpenAIModel(LanguageModel):
         ``token_ids`` are empty: a black-box server does not return them."""
         if n < 1:
             raise UserError(f"number of samples must be at least 1, got {n}")
-        if params.min_tokens:
-            raise UserError("min_tokens is not supported by the openai: backend; use 0")
+        if params.min_tokens and not self.config.llama_sampling:
+            raise UserError("min_tokens needs llama_sampling=1 in the openai: spec (a field "
+                            "of llama.cpp's and vLLM's servers, not of the OpenAI API)")
         rendered = self.render(context)
         return self.map(lambda i: Sample(rendered, self._draw(context, params, params.seed + i),
                                          []), list(range(n)))
@@ -246,6 +247,8 @@ class OpenAIModel(LanguageModel):
                                 "top_p": 1.0 if params.top_p is None else params.top_p}
         if self.config.llama_sampling:
             body.update(top_k=params.top_k or 0, min_p=0.0, repeat_penalty=1.0)
+            if params.min_tokens:
+                body["min_tokens"] = params.min_tokens
         elif params.top_k is not None:
             raise UserError("top_k sampling needs llama_sampling=1 in the openai: spec")
         return body

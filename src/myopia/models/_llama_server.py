@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +64,8 @@ def llama_server(model: Path, alias: str = "smollm2", port: int | None = None,
            "--n_ctx", "2048", "--n_threads", str(threads), "--n_threads_batch", str(threads)]
     with tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                                env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                                preexec_fn=_die_with_parent)
         try:
             _wait_ready(proc, f"http://127.0.0.1:{port}/v1/models", Path(log.name),
                         start_timeout_s)
@@ -75,6 +77,17 @@ def llama_server(model: Path, alias: str = "smollm2", port: int | None = None,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def _die_with_parent() -> None:
+    """In the child (Linux): get SIGTERM when the parent dies, so that a killed test run or
+    bench never leaves a server behind."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, log: Path, timeout_s: float) -> None:
@@ -99,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("gguf", nargs="?", help="GGUF file (default: bundled SmolLM2)")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the server on kill too
     try:
         path = Path(args.gguf) if args.gguf else bundled_smollm2_gguf()
         with llama_server(path, port=args.port) as spec:

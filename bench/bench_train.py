@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _markdown import machine, write_section  # noqa: E402
 
 from myopia.lab import ModelSpec, TrainConfig, build_config, make_optimizer, train_step  # noqa: E402
-from myopia.lab._train import Dist  # noqa: E402
+from myopia.lab._train import Dist, for_training  # noqa: E402
 from myopia.objectives import get_objective  # noqa: E402
 from myopia.tasks import Batch, Task  # noqa: E402
 
@@ -140,6 +140,7 @@ def bench_shape(preset: str, vocab: int, seq: int, batch: int, rounds: int, step
     hf = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa").to(device).train()
     objective = get_objective("ntp")
     module = objective.prepare(hf)
+    for_training(hf)  # as the engine does
     opt, params = make_optimizer(module, cfg)
     task = RandomTokens(vocab, seq)
     ref = GPT(vocab, seq, L, d, H).to(device).train()

@@ -62,9 +62,12 @@ def save_model(folder: Path, model, objective, module, task) -> None:
 
     was_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Writing model shards" bar inside ours
+    training_value = model.config.use_cache
+    model.config.use_cache = getattr(model, "myopia_use_cache", training_value)  # the model's own value
     try:
         model.save_pretrained(folder)
     finally:
+        model.config.use_cache = training_value
         if was_on:
             hf_logging.enable_progress_bar()
     objective.save_extra(module, folder)

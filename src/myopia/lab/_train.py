@@ -105,6 +105,13 @@ def _device(cfg: TrainConfig) -> str:
     return cfg.device
 
 
+def for_training(model) -> None:
+    """Training mode without a KV cache (it would copy every layer's keys and values each
+    step); checkpoints keep the model's own ``use_cache``."""
+    model.myopia_use_cache, model.config.use_cache = model.config.use_cache, False
+    model.train()
+
+
 # --- optimizer --------------------------------------------------------------------------
 def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.optim.AdamW, list[torch.nn.Parameter]]:
     """AdamW; weight decay on matrices (>= 2 dims) only, not on norms and biases."""
@@ -225,6 +232,7 @@ def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> Train
         atomic_write_text(out / "spec.toml", cfg.to_toml())
 
     model, _ = build_model(cfg.model, task, cfg.seed)
+    for_training(model)
     model.to(device)
     module = objective.prepare(model).to(device)
     optimizer, params = make_optimizer(module, cfg)

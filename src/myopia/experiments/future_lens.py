@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 
 from ._base import Cell, CellContext, Experiment, Tables, register
 from ._spec import Spec
-from .myopia_gap import TrainSetting
+from .myopia_gap import TrainSetting, over_defaults
 
 TRAINED = "trained:"
 
@@ -70,6 +70,11 @@ class FutureLensSpec(Spec):
     probe_lr: float = Field(3e-3, gt=0)
     probe_weight_decay: float = Field(1e-2, ge=0)
     threads: int = Field(1, ge=1, description="torch threads")
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _over_defaults(cls, v: Any) -> Any:
+        return over_defaults(_lens_training, v)
 
     @field_validator("models")
     @classmethod

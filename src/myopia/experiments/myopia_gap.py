@@ -100,6 +100,14 @@ class GapSetting(TrainSetting):
         return v
 
 
+def over_defaults(default_factory, value: Any) -> Any:
+    """``value`` (a dict of some fields) laid over the fields of ``default_factory()``."""
+    if not isinstance(value, dict):
+        return value
+    base = default_factory().model_dump()
+    return {**base, **value}
+
+
 def _precache() -> GapSetting:
     return GapSetting()  # DESIGN.md's CPU setting: K=6, sin(2x), p=1, length 32, llama-tiny, 1,500 steps
 
@@ -139,6 +147,13 @@ class MyopiaGapSpec(Spec):
     shakespeare: GapSetting = Field(default_factory=_shakespeare)
     pretrained: GapSetting = Field(default_factory=_pretrained)
     threads: int = Field(1, ge=1, description="torch threads per training (DESIGN.md: one is fastest on 2 shared cores)")
+
+    @field_validator("precache", "shakespeare", "pretrained", mode="before")
+    @classmethod
+    def _over_defaults(cls, v: Any, info) -> Any:
+        """A partial table (``--set pretrained.steps=10``) overrides that setting's own defaults."""
+        defaults = {"precache": _precache, "shakespeare": _shakespeare, "pretrained": _pretrained}[info.field_name]
+        return over_defaults(defaults, v)
 
     @field_validator("settings")
     @classmethod

@@ -202,13 +202,35 @@ def _write_final(out: Path, model, objective, module, task, log: list[dict], res
     atomic_write_text(out / "result.json", json.dumps(asdict(result), indent=2) + "\n")
 
 
-def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> TrainResult:
-    """Train (or resume) the run ``config`` describes; ``stop_after`` ends it early after that
-    many steps, as an interruption would (tests of resume)."""
+@dataclass
+class _Run:
+    """Everything one training run holds."""
+
+    cfg: TrainConfig
+    out: Path
+    device: str
+    ddp: Dist
+    task: object
+    objective: object
+    model: object = None
+    module: torch.nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    params: list = field(default_factory=list)
+
+    def autocast(self):
+        if self.cfg.dtype != "bfloat16":
+            return contextlib.nullcontext()
+        return torch.autocast("cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+
+    def save(self, step: int, log: list[dict]) -> str:
+        path = save_checkpoint(self.out, step, self.model, self.objective, self.module, self.optimizer, self.task, log, self.cfg.keep_checkpoints)
+        return str(path)
+
+
+def _start(cfg: TrainConfig) -> _Run:
+    """Device, process group, task, objective and output folder (spec written by rank 0)."""
     from ..objectives import get_objective
 
-    cfg = config if isinstance(config, TrainConfig) else validate(config)
-    cfg = cfg.model_copy(update={"out": cfg.out_dir()})
     device = _device(cfg)
     if device == "cuda":  # one GPU per rank, chosen before the process group starts
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
@@ -223,82 +245,94 @@ def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> Train
     task.set_data_variant(objective.data_variant)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    done = _check_spec(out, cfg)
-    if done is not None:
-        return TrainResult(**done)
-    ddp.barrier()
-    if ddp.rank == 0:
-        for stale in out.glob(".tmp-final-*"):  # a final save that was killed midway
-            shutil.rmtree(stale, ignore_errors=True)
-        atomic_write_text(out / "spec.json", json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
-        atomic_write_text(out / "spec.toml", cfg.to_toml())
+    return _Run(cfg, out, device, ddp, task, objective)
 
-    model, _ = build_model(cfg.model, task, cfg.seed)
+
+def _build(run: _Run) -> None:
+    model, _ = build_model(run.cfg.model, run.task, run.cfg.seed)
     for_training(model)
-    model.to(device)
-    module = objective.prepare(model).to(device)
-    optimizer, params = make_optimizer(module, cfg)
-    use_bf16 = cfg.dtype == "bfloat16"
-    dev_type = "cuda" if device.startswith("cuda") else "cpu"
+    run.model = model.to(run.device)
+    run.module = run.objective.prepare(run.model).to(run.device)
+    run.optimizer, run.params = make_optimizer(run.module, run.cfg)
 
-    def autocast():
-        return torch.autocast(dev_type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
-    start, log, resumed = 0, [], None
-    ckpt = latest_checkpoint(out)
-    if ckpt is not None:
-        start, log = load_checkpoint(ckpt, module, model, objective, optimizer)
-        resumed = start
-    last_good = str(ckpt) if ckpt else None
-    eval_set = task.eval_batches(cfg.eval_batches, cfg.batch_size)
+def _loop(run: _Run, start: int, end: int, log: list[dict], last_good: str | None) -> None:
+    """Steps ``start..end-1``: the update, the log row, evals and checkpoints."""
+    cfg, ddp = run.cfg, run.ddp
+    eval_set = run.task.eval_batches(cfg.eval_batches, cfg.batch_size)
     per_rank = cfg.batch_size // ddp.world
-    positions = cfg.batch_size * task.seq_len
-    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    t_run, metrics = time.perf_counter(), {}
+    positions = cfg.batch_size * run.task.seq_len
     with progress_bar(cfg.steps, start, enabled=cfg.progress and ddp.rank == 0) as bar:
         for step in range(start, end):
             t0 = time.perf_counter()
-            batch = task.train_batch(step, cfg.batch_size, cfg.seed).rows(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
-            m = train_step(module, objective, task, batch, optimizer, params, cfg, step, ddp, model, autocast)
-            if not all(math.isfinite(v) for v in m.values()):
-                bad = next(k for k, v in m.items() if not math.isfinite(v))
+            batch = run.task.train_batch(step, cfg.batch_size, cfg.seed).rows(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
+            m = train_step(run.module, run.objective, run.task, batch, run.optimizer, run.params, cfg, step, ddp, run.model, run.autocast)
+            bad = [k for k, v in m.items() if not math.isfinite(v)]
+            if bad:
                 raise UserError(
-                    f"{bad} is {m[bad]} at step {step + 1}; stopped before the update; "
+                    f"{bad[0]} is {m[bad[0]]} at step {step + 1}; stopped before the update; "
                     f"last good checkpoint: {last_good or 'none (no checkpoint yet)'}"
                 )
-            if device.startswith("cuda"):
+            if run.device.startswith("cuda"):
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
-            row = {"step": step + 1, **m, "tokens_per_s": positions / dt, "step_s": dt}
             n = step + 1
+            row = {"step": n, **m, "tokens_per_s": positions / dt, "step_s": dt}
             if (cfg.eval_every and n % cfg.eval_every == 0) or n == cfg.steps:
-                row.update(evaluate(module, model, objective, task, cfg, ddp, eval_set, autocast))
+                row.update(evaluate(run.module, run.model, run.objective, run.task, cfg, ddp, eval_set, run.autocast))
             log.append(row)
             bar.update(n, row)
             if n < cfg.steps and cfg.checkpoint_every and n % cfg.checkpoint_every == 0:
                 if ddp.rank == 0:
-                    last_good = str(save_checkpoint(out, n, model, objective, module, optimizer, task, log, cfg.keep_checkpoints))
+                    last_good = run.save(n, log)
                 ddp.barrier()
+
+
+_NOT_METRICS = ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "step_s")
+
+
+def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> TrainResult:
+    """Train (or resume) the run ``config`` describes; ``stop_after`` ends it early after that
+    many steps, as an interruption would, leaving a checkpoint to resume from."""
+    cfg = config if isinstance(config, TrainConfig) else validate(config)
+    cfg = cfg.model_copy(update={"out": cfg.out_dir()})
+    run = _start(cfg)
+    done = _check_spec(run.out, cfg)
+    if done is not None:
+        return TrainResult(**done)
+    run.ddp.barrier()
+    if run.ddp.rank == 0:
+        for stale in run.out.glob(".tmp-final-*"):  # a final save that was killed midway
+            shutil.rmtree(stale, ignore_errors=True)
+        atomic_write_text(run.out / "spec.json", json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+        atomic_write_text(run.out / "spec.toml", cfg.to_toml())
+    _build(run)
+    start, log = 0, []
+    ckpt = latest_checkpoint(run.out)
+    if ckpt is not None:
+        start, log = load_checkpoint(ckpt, run.module, run.model, run.objective, run.optimizer)
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    t_run = time.perf_counter()
+    _loop(run, start, end, log, str(ckpt) if ckpt else None)
     wall = time.perf_counter() - t_run
     last = log[-1] if log else {}
-    ran = [r for r in log if r["step"] > start]
     result = TrainResult(
-        out_dir=str(out),
+        out_dir=str(run.out),
         steps=end,
         loss=last.get("loss", float("nan")),
         eval_loss=last.get("eval_loss"),
-        metrics={k: v for k, v in last.items() if k not in ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "step_s")},
-        n_params=count_parameters(model),
-        tokens_per_s=positions * len(ran) / wall if ran and wall > 0 else 0.0,
+        metrics={k: v for k, v in last.items() if k not in _NOT_METRICS},
+        n_params=count_parameters(run.model),
+        tokens_per_s=cfg.batch_size * run.task.seq_len * (end - start) / wall if end > start and wall > 0 else 0.0,
         wall_s=wall,
-        resumed_from=resumed,
+        resumed_from=start if ckpt is not None else None,
     )
-    if ddp.rank == 0:
+    if run.ddp.rank == 0:
         if end == cfg.steps:
-            _write_final(out, model, objective, module, task, log, result)
-        elif end > start:  # interrupted on purpose: leave a checkpoint to resume from
-            save_checkpoint(out, end, model, objective, module, optimizer, task, log, cfg.keep_checkpoints)
-    ddp.barrier()
-    if ddp.owns_group:
+            _write_final(run.out, run.model, run.objective, run.module, run.task, log, result)
+        elif end > start:  # stopped early on purpose: leave a checkpoint to resume from
+            run.save(end, log)
+    run.ddp.barrier()
+    if run.ddp.owns_group:
         dist.destroy_process_group()
     return result

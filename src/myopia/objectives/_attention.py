@@ -42,6 +42,8 @@ MYOPIC = "myopic"
 MYOPIC_HIDDEN = "myopic:hidden"
 BIGRAM = "bigram"
 _LSE_CHUNK = 256  # query rows per block when the log-sum-exp is computed explicitly
+_UNSUPPORTED = {"softcap": "attention-logit soft-capping", "position_bias": "additive position biases",
+                "s_aux": "attention sinks", "sinks": "attention sinks"}
 
 
 def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -201,8 +203,9 @@ def _myopic_core(
     is_causal: bool | None,
     kwargs: dict[str, Any],
 ) -> tuple[torch.Tensor, None]:
-    if kwargs.get("softcap") is not None:
-        raise UserError("myopic attention does not support attention-logit soft-capping; use a model without it")
+    for name in _UNSUPPORTED:
+        if kwargs.get(name) is not None:
+            raise UserError(f"myopic attention does not support {_UNSUPPORTED[name]} ({name!r}); use a model without it")
     if query.shape[2] != key.shape[2]:
         raise UserError(
             "myopic attention computes gradients over whole sequences, not with a key/value cache; "

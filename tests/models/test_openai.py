@@ -90,6 +90,16 @@ def test_shifted_echo_without_a_way_to_force_is_refused(fake_openai):
         _model(spec).score("x y z", [" a b"])
 
 
+def test_score_many_keeps_the_order_of_mixed_contexts(fake_openai):
+    spec, _ = fake_openai(echo="shifted")
+    model = _model(spec)
+    pairs = [("x y", " a"), ("z", " b c"), ("x y", " d")]
+    got = model.score_many(pairs)
+    assert [(s.context, s.continuation) for s in got] == pairs
+    assert [s.logprob for s in got] == pytest.approx(
+        [model.score(c, [k])[0].logprob for c, k in pairs])
+
+
 def test_score_refuses_echo_logprobs_that_match_nothing(fake_openai):
     spec, _ = fake_openai(echo="garbage")
     with pytest.raises(UserError, match="scoring through it is refused"):

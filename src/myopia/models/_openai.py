@@ -216,9 +216,8 @@ class OpenAIModel(LanguageModel):
         text = self.render(context)
         if any(not c for c in continuations):
             raise UserError("cannot score an empty continuation")
-        conts, k = list(continuations), self.config.top_k
-        if self.echo_probe().mode == "aligned":
-            probe = self.echo_probe()
+        conts, k, probe = list(continuations), self.config.top_k, self.echo_probe()
+        if probe.mode == "aligned":
             return self.map(lambda c: scored_from_echo(
                 self.completion(text + c, max_tokens=1, temperature=0, echo=True, logprobs=k),
                 text, c, probe, k, self.name), conts)
@@ -230,6 +229,17 @@ class OpenAIModel(LanguageModel):
             self.client.post("/completions", {"model": self.config.model,
                                               **forced_request(job, k)}), job, self.name), jobs)
         return assemble(text, conts, jobs, scores)
+
+    def score_many(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
+        """Score (context, continuation) pairs: grouped by context, each group in parallel."""
+        groups: dict[Context, list[int]] = {}
+        for i, (ctx, _) in enumerate(requests):
+            groups.setdefault(ctx, []).append(i)
+        out: list[ScoredContinuation | None] = [None] * len(requests)
+        for ctx, idx in groups.items():
+            for i, scored in zip(idx, self.score(ctx, [requests[i][1] for i in idx])):
+                out[i] = scored
+        return [s for s in out if s is not None]
 
     def echo_probe(self) -> EchoProbe:
         """Run (once) the probe that decides whether echo log-probs can be trusted."""

@@ -325,3 +325,12 @@ def test_real_server_ranks_and_ids_of_scored_tokens(llama_server):
     [paris] = model.score("The capital of France is", [" Paris"])
     assert paris.tokens[0].rank == 1 and paris.tokens[0].token_id >= 0
     assert paris.logprob > math.log(0.5)
+
+
+def test_the_registry_loads_openai_specs(fake_openai):
+    from myopia.models import load_model
+
+    spec, _ = fake_openai()
+    model = load_model(spec + "?concurrency=2")
+    assert isinstance(model, OpenAIModel) and model.config.concurrency == 2
+    assert model.next_token_logprobs(["x"])[0]

@@ -155,14 +155,31 @@ def load_hf_model(spec: str, device: str | None = None, dtype: str | None = None
     else:
         path = os.path.expanduser(arg)
     torch_dtype = getattr(torch, dtype) if dtype else torch.float32
+    extra = _lab_load_kwargs(Path(path)) if backend == "lab" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **extra)
     except OSError as e:
         raise UserError(f"cannot load {spec}: {str(e).splitlines()[0]}") from None
     if device:
         model = model.to(device)
     return model.eval(), tokenizer
+
+
+def _lab_load_kwargs(path: Path) -> dict:
+    """A lab model trained as a ``bigram`` baseline only makes sense with its attention: the
+    implementation is not in config.json, so read it from the training run's spec."""
+    spec = path / "spec.json"
+    if spec.is_file():
+        try:
+            objective = json.loads(spec.read_text()).get("objective")
+        except json.JSONDecodeError:
+            objective = None
+        if objective == "bigram":
+            import myopia.objectives  # noqa: F401  (registers the attention function)
+
+            return {"attn_implementation": "bigram"}
+    return {}
 
 
 def file_sha256(path: Path) -> str:

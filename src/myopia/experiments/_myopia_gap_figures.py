@@ -23,8 +23,9 @@ def _panels(settings: list[str], present: set[str]):
     return fig, list(zip(names, axes[0]))
 
 
-def _band(ax, xs, groups: list[list[float]], color, label, ls="-"):
-    """Plot the mean of each group with its 95% t-interval as a band."""
+def _band(ax, xs, groups: list[list[float]], color, label, ls="-", floor: float | None = None):
+    """Plot the mean of each group with its 95% t-interval as a band (clipped at ``floor``
+    on log axes, where a band below zero cannot be drawn)."""
     stats = [t_interval(g) for g in groups]
     keep = [(x, s) for x, s in zip(xs, stats) if s["mean"] is not None]
     if not keep:
@@ -32,7 +33,16 @@ def _band(ax, xs, groups: list[list[float]], color, label, ls="-"):
     x = [k for k, _ in keep]
     ax.plot(x, [s["mean"] for _, s in keep], color=color, label=label, ls=ls, lw=1.6)
     if all(s["ci_low"] is not None for _, s in keep):
-        ax.fill_between(x, [s["ci_low"] for _, s in keep], [s["ci_high"] for _, s in keep], color=color, alpha=0.2, lw=0)
+        low = [s["ci_low"] if floor is None else max(s["ci_low"], floor) for _, s in keep]
+        ax.fill_between(x, low, [s["ci_high"] for _, s in keep], color=color, alpha=0.2, lw=0)
+
+
+def _floor(setting: str, groups: list[list[float]]) -> float | None:
+    """The lowest value drawn on precache's log axes: a third of the smallest observation."""
+    if setting != "precache":
+        return None
+    vals = [v for g in groups for v in g if v > 0]
+    return min(vals) / 3 if vals else None
 
 
 def _eval_series(curves: list[dict], setting: str) -> dict[str, dict[int, dict[int, float]]]:
@@ -50,7 +60,8 @@ def curves_figure(curves: list[dict], settings: list[str]):
         series = _eval_series(curves, name)
         for obj, seeds in series.items():
             steps = sorted({s for v in seeds.values() for s in v})
-            _band(ax, steps, [[v[s] for v in seeds.values() if s in v] for s in steps], _COLORS.get(obj), obj)
+            groups = [[v[s] for v in seeds.values() if s in v] for s in steps]
+            _band(ax, steps, groups, _COLORS.get(obj), obj, floor=_floor(name, groups))
         if name == "precache":
             ax.set_yscale("log")
         ax.set_title(name)
@@ -96,7 +107,7 @@ def positions_figure(positions: list[dict], settings: list[str]):
             if stage == "base":
                 _band(ax, pos, groups, "black", "before fine-tuning", ls="--")
             else:
-                _band(ax, pos, groups, _COLORS.get(obj), obj)
+                _band(ax, pos, groups, _COLORS.get(obj), obj, floor=_floor(name, groups))
         if name == "precache":
             ax.set_yscale("log")
         ax.set_title(name)

@@ -101,6 +101,7 @@ class FutureLens(Experiment):
     quick = {
         "models": ["trained:ntp", "trained:myopic"],
         "train.model": "llama-tiny",
+        "train.task": {"name": "shakespeare", "seq_len": 64},
         "train.steps": 300,
         "max_train_tokens": 6000,
         "max_eval_tokens": 2000,

@@ -172,7 +172,12 @@ class MyopiaGap(Experiment):
     name = "myopia-gap"
     spec_cls = MyopiaGapSpec
     summary = "vanilla vs. myopic (vs. bigram) training: the myopia gap on precache, text and a pretrained model"
-    quick = {"settings": ["precache"], "precache.seeds": [0, 1], "precache.steps": 1000}
+    quick = {  # the precache finding in ~2.5 min on 2 idle cores (800 steps: vanilla 0.020, myopic 0.88)
+        "settings": ["precache"],
+        "precache.seeds": [0, 1],
+        "precache.objectives": ["ntp", "myopic"],
+        "precache.steps": 800,
+    }
     quick_order = 40
 
     def check(self, spec: MyopiaGapSpec) -> None:
@@ -289,7 +294,7 @@ class MyopiaGap(Experiment):
 def _ci(d: dict) -> str:
     if d.get("ci_low") is None:
         return ""
-    return f"[{d['ci_low']:.4g}, {d['ci_high']:.4g}]"
+    return f"[{d['ci_low']:.3g}, {d['ci_high']:.3g}]"
 
 
 def _task_text(task: dict) -> str:

@@ -173,6 +173,12 @@ def test_cli_train_and_one_line_errors(tmp_path):
     assert len(bad.output.strip().splitlines()) == 1
     other = runner.invoke(main, ["train", "--task", "addition", "--out", str(out), "--set", "steps=4"])
     assert other.exit_code == 2 and "different spec" in other.output
+    again = runner.invoke(main, ["train", "--spec", str(out / "spec.toml"), "--out", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output  # the resolved spec runs as it is
+    spec_a, spec_b = (json.loads((d / "spec.json").read_text()) for d in (out, tmp_path / "again"))
+    assert {**spec_a, "out": None} == {**spec_b, "out": None}
+    assert _weights(out).keys() == _weights(tmp_path / "again").keys()
+    assert all(torch.equal(_weights(out)[k], _weights(tmp_path / "again")[k]) for k in _weights(out))
 
 
 @pytest.mark.slow

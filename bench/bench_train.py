@@ -81,7 +81,7 @@ def reference_step(model: GPT, opt: torch.optim.Optimizer, params, batch: Batch,
     opt.zero_grad(set_to_none=True)
     logits = model(batch.inputs["input_ids"])  # (B, T, V)
     B, T, V = logits.shape
-    loss = F.cross_entropy(logits.reshape(B * T, V).float(), batch.targets.reshape(B * T))
+    loss = F.cross_entropy(logits.reshape(B * T, V).float(), batch.targets.reshape(B * T))  # (B*T, V), (B*T,)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()

@@ -130,7 +130,7 @@ class Task:
         """output (B,T,V) logits -> per-position cross-entropy (B,T)."""
         B, T, V = output.shape
         ce = F.cross_entropy(output.reshape(B * T, V).float(), targets.reshape(B * T), reduction="none")  # (B*T,)
-        return ce.view(B, T)
+        return ce.view(B, T)  # (B, T)
 
     @torch.no_grad()
     def evaluate(self, model) -> dict[str, float]:

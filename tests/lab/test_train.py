@@ -220,3 +220,12 @@ def test_fine_tune_a_pretrained_hf_checkpoint_on_text(tmp_path, monkeypatch):
     assert a.keys() == b.keys() and not torch.equal(a["transformer.h.0.mlp.c_fc.weight"], b["transformer.h.0.mlp.c_fc.weight"])
     with pytest.raises(UserError, match="builds its own vocabulary"):
         train(_cfg(tmp_path, "bad", model={"name": f"hf:{base.out_dir}"}))
+
+
+@pytest.mark.parametrize("objective", ["teacherless", "reverse"])
+def test_data_variant_objectives_switch_the_task(tmp_path, objective):
+    res = train(_cfg(tmp_path, objective=objective, steps=2, eval_every=0))
+    info = json.loads((Path(res.out_dir) / "myopia_task.json").read_text())
+    assert info["data_variant"] == objective and 0 <= res.metrics["accuracy"] <= 1
+    with pytest.raises(UserError, match="no data variant"):
+        train(_cfg(tmp_path, "bad", task={"name": "addition"}, objective=objective))

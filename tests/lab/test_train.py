@@ -248,3 +248,14 @@ def test_shakespeare_trains_and_ships_its_tokenizer(tmp_path, monkeypatch):
     assert len(tok) == 512 and tok.decode(tok(line)["input_ids"]) == line
     assert len(tok(line)["input_ids"]) < len(line) / 2  # merges learned from the plays
     assert res.eval_loss is not None and res.eval_loss < 7.0  # ln(512) = 6.24 at the start
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+    one = train(_cfg(tmp_path, "acc1", steps=3, eval_every=0, checkpoint_every=0))
+    two = train(_cfg(tmp_path, "acc2", steps=3, eval_every=0, checkpoint_every=0, grad_accum=4))
+    a, b = _weights(one.out_dir), _weights(two.out_dir)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    la, lb = (pq.read_table(Path(r.out_dir) / "train_log.parquet").to_pylist() for r in (one, two))
+    for ra, rb in zip(la, lb):  # the same loss and the same (pre-clipping) gradient norm
+        assert rb["loss"] == pytest.approx(ra["loss"], rel=1e-5)
+        assert rb["grad_norm"] == pytest.approx(ra["grad_norm"], rel=1e-4)

@@ -1,0 +1,194 @@
+"""``forced-choice``: does a model avoid an answer whose continuation is unpredictable?
+
+The experiment of ``seeds/001``: "I'm thinking of either 1 or 0 ... if your guess is 1
+respond with 1, if 0 respond with the word zero" vs. "... respond with a string of random
+letters". For each model and prompt variant, the answer classes are measured three ways:
+
+- ``exact``: classes given as continuations, scored by teacher forcing (the probability
+  that the answer *begins with* one of them: the sum of their joint probabilities);
+  ``other`` is the remaining mass. Black-box models refuse it after a chat prompt (no
+  prompt log-probs); the refusal is recorded per cell and the sampled columns still run.
+- ``sampled``: the same "begins with" events counted in ``samples`` completions (a check
+  of the exact figures), with Wilson 95 % intervals;
+- ``pattern``: the strict patterns (a digit alone, the word alone, a random letter string
+  alone on its line) counted in the same completions, with Wilson intervals.
+
+Tuned models (those with a chat template) are prompted through it (``chat = "auto"``),
+base models through the plain ``frame``; the exact rendered prompt is in the report.
+
+Headline figures (``summary.json``): ``cells`` (per model and variant: ``exact_<class>``,
+``sampled_<class>``, ``pattern_<class>`` probabilities, ``exact_other``, ``pattern_other``,
+``status``) and ``answers`` (per model and compare pair: ``p0_word`` and ``p0_random``,
+the pattern-sampled probability of the guess-0 answer with their Wilson intervals
+``*_low``/``*_high``, ``share0_word``/``share0_random`` = P(guess 0) / P(guess 0 or 1),
+``exact_p0_word``, and ``verdict``: "drops", "rises" or "no clear change").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..._errors import UserError
+from .._base import Cell, CellContext, Experiment, Tables, register
+from ._core import (
+    OTHER,
+    PatternClass,
+    classify_sample,
+    exact_class_probabilities,
+    sampled_class_probabilities,
+)
+from ._spec import ForcedChoiceSpec, Variant
+
+METHODS = ("exact", "sampled", "pattern")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+
+
+def use_chat(model, mode: str) -> bool:
+    if mode == "never":
+        return False
+    if mode == "always":
+        return True
+    return model.has_chat_template
+
+
+def build_prompt(model, variant: Variant, spec: ForcedChoiceSpec):
+    from ...models import Prompt
+
+    if use_chat(model, spec.chat):
+        return Prompt(variant.text, chat=True)
+    return Prompt(spec.frame.replace("{prompt}", variant.text))
+
+
+@register
+class ForcedChoice(Experiment):
+    name = "forced-choice"
+    spec_cls = ForcedChoiceSpec
+    summary = "answer-class probabilities, exact and sampled: does P('0') drop when '0' means a random string? (seeds/001)"
+    quick = {"only": ["seed-zero", "seed-random"], "samples": 48, "max_tokens": 6}
+    quick_order = 60
+
+    def check(self, spec: ForcedChoiceSpec) -> None:
+        from ...models import check_spec
+
+        for m in spec.models:
+            check_spec(m)
+
+    def cells(self, spec: ForcedChoiceSpec) -> list[Cell]:
+        return [Cell(id=f"{_safe(m)}__{v.name}", model=m, params={"variant": v.name})
+                for m in spec.models for v in spec.active()]
+
+    def run_cell(self, cell: Cell, spec: ForcedChoiceSpec, ctx: CellContext) -> Tables:
+        model = ctx.model(cell.model)
+        variant = next(v for v in spec.variants if v.name == cell.params["variant"])
+        prompt = build_prompt(model, variant, spec)
+        key = {"model": cell.model, "variant": variant.name}
+        ctx.progress(0, total=2, note="exact")
+        exact_rows, cont_rows, exact_status = _exact(model, prompt, variant, key)
+        ctx.progress(1, note=f"{spec.samples} samples")
+        sample_rows, sampled_rows, sample_status = _sampled(model, prompt, variant, key, spec, cell)
+        ctx.progress(1)
+        prompt_row = {**key, "chat": bool(prompt.chat), "rendered": _render(model, prompt),
+                      "text": variant.text, "exact_status": exact_status, "sample_status": sample_status}
+        return {"classes": exact_rows + sampled_rows, "continuations": cont_rows,
+                "samples": sample_rows, "prompts": [prompt_row]}
+
+    # -- results --------------------------------------------------------------------
+    def summarize(self, tables: Tables, spec: ForcedChoiceSpec) -> dict:
+        from ._summary import summarize
+
+        return summarize(tables, spec)
+
+    def summary_rows(self, summary: dict) -> tuple[list[str], list[list[Any]]]:
+        from ._summary import summary_rows
+
+        return summary_rows(summary)
+
+    def report(self, tables: Tables, spec: ForcedChoiceSpec, summary: dict, section) -> None:
+        from ._report import report
+
+        report(self, tables, spec, summary, section)
+
+
+def _render(model, prompt) -> str:
+    try:
+        return model.render(prompt)
+    except UserError as e:
+        return f"(cannot render: {e})"
+
+
+def _exact(model, prompt, variant: Variant, key: dict) -> tuple[list[dict], list[dict], str]:
+    """Exact class probabilities, or the reason the model refused them."""
+    exact = [e for c in variant.classes if (e := c.exact()) is not None]
+    conts = [c for e in exact for c in e.continuations]
+    if not conts:
+        return [], [], "no exact classes"
+    try:
+        if not model.capabilities.score:
+            model.require("score", experiment="forced-choice (exact classes)")
+        scored = model.score(prompt, conts)
+    except UserError as e:
+        return [], [], f"refused: {e}"
+    logprobs = {s.continuation: s.logprob for s in scored}
+    result = exact_class_probabilities(exact, logprobs)
+    owner = {c: e.name for e in exact for c in e.continuations}
+    guess = {c.name: c.guess for c in variant.classes}
+    rows = [_class_row(key, "exact", name, guess.get(name), p) for name, p in result.probabilities.items()]
+    cont_rows = [{**key, "class": owner[s.continuation], "continuation": s.continuation,
+                  "tokens": "|".join(t.token for t in s.tokens), "n_tokens": len(s.tokens),
+                  "logprob": s.logprob, "probability": math.exp(s.logprob),
+                  "first_token_probability": math.exp(s.tokens[0].logprob)} for s in scored]
+    return rows, cont_rows, "ok"
+
+
+def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
+             cell: Cell) -> tuple[list[dict], list[dict], str]:
+    from ...models import SamplingParams
+
+    if spec.samples == 0:
+        return [], [], "samples = 0"
+    seed = spec.seed * 1_000_003 + sum(ord(ch) for ch in cell.id)
+    try:
+        params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature, seed=seed)
+        texts = [s.text for s in model.sample(prompt, spec.samples, params)]
+    except UserError as e:
+        return [], [], f"refused: {e}"
+    guess = {c.name: c.guess for c in variant.classes}
+    rows, labels = [], {}
+    for method, classes in (("sampled", _prefix_classes(variant)), ("pattern", _pattern_classes(variant))):
+        if not classes:
+            continue
+        for est in sampled_class_probabilities(texts, classes, n_examples=0):
+            rows.append(_class_row(key, method, est.name, guess.get(est.name), est.probability,
+                                   est.low, est.high, est.count, est.n))
+        labels[method] = [classify_sample(t, classes) for t in texts]
+    sample_rows = [{**key, "index": i, "text": t, "prefix_class": labels.get("sampled", [OTHER] * len(texts))[i],
+                    "pattern_class": labels.get("pattern", [OTHER] * len(texts))[i]} for i, t in enumerate(texts)]
+    return sample_rows, rows, "ok"
+
+
+def _prefix_classes(variant: Variant) -> list[PatternClass]:
+    return [PatternClass(c.name, p) for c in variant.classes if (p := c.prefix_pattern()) is not None]
+
+
+def _pattern_classes(variant: Variant) -> list[PatternClass]:
+    """Strict patterns; a class without one falls back to its "begins with" event."""
+    out = []
+    for c in variant.classes:
+        p = c.pattern or c.prefix_pattern()
+        out.append(PatternClass(c.name, p))
+    return out
+
+
+def _class_row(key: dict, method: str, name: str, guess: str | None, p: float,
+               low: float | None = None, high: float | None = None,
+               count: int | None = None, n: int | None = None) -> dict:
+    return {**key, "method": method, "class": name, "guess": guess or "", "probability": float(p),
+            "low": None if low is None else float(low), "high": None if high is None else float(high),
+            "count": count, "n": n}
+
+
+__all__ = ["ForcedChoice", "ForcedChoiceSpec", "METHODS", "build_prompt", "use_chat"]

@@ -1,0 +1,146 @@
+"""``mode-collapse``: do tuned models put their mass on one token where base models spread it?
+
+On the same inputs for each model (seeds/000, "flattened logits"):
+
+- **text**: next-token entropy at every token of each text (a Shakespeare play and the
+  shipped prose sample), per token and per character and byte (the models' tokenizers
+  differ, so only the per-character and per-byte figures compare across models), with the
+  cross-entropy in the same units; and the calibration of the top-1 next-token probability
+  (reliability diagram, ECE over ``bins`` equal-width bins);
+- **multiple choice**: the probability of each option letter on the shipped question set,
+  renormalised over the options; ECE of the top option's probability over questions
+  (the GPT-4 report's measure: pre-trained 0.007 vs. 0.074 after PPO, on MMLU);
+- **numbers**: "pick a random number between 0 and 100" prompts (chat template for tuned
+  models, the plain ``frame`` for base ones), ``samples`` answers each, parsed strictly
+  (an echo of the range or a numbered list is not an answer); the answers' entropy against
+  the uniform's, both ``log(101)`` and the expected plug-in entropy of as many uniform draws.
+
+Headline figures (``summary.json``): ``text`` (per model and text: ``tokens``, ``chars``,
+``bytes``, ``entropy_per_token``, ``entropy_per_char``, ``entropy_per_byte``,
+``xent_per_char``, ``bits_per_byte``, ``top1_accuracy``, ``mean_confidence``, ``ece``),
+``mc`` (per model: ``questions``, ``accuracy``, ``mean_confidence``, ``ece``,
+``mean_option_mass``), ``numbers`` (per model and prompt, and ``"all"`` pooled:
+``samples``, ``answers``, ``entropy``, ``uniform_entropy``, ``uniform_entropy_at_n``,
+``top`` as [[value, count], ...], ``kinds`` counts), and ``status`` (refusals per cell).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._errors import UserError
+from .._base import Cell, CellContext, Experiment, Tables, register
+from ._spec import ModeCollapseSpec, load_text, text_id
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+
+
+def _use_chat(lm, mode: str) -> bool:
+    return mode == "always" or (mode == "auto" and lm.has_chat_template)
+
+
+@register
+class ModeCollapse(Experiment):
+    name = "mode-collapse"
+    spec_cls = ModeCollapseSpec
+    summary = "base vs tuned: next-token entropy, calibration (text and multiple choice), random-number answers (seeds/000)"
+    quick = {"max_chars": 3000, "mc_limit": 20, "samples": 40, "max_tokens": 6,
+             "number_prompts": ["Pick a random number between 0 and 100."]}
+    quick_order = 61
+
+    def check(self, spec: ModeCollapseSpec) -> None:
+        from ...models import check_spec
+
+        for m in spec.models:
+            check_spec(m)
+        for t in spec.texts:
+            load_text(t, spec)
+
+    def cells(self, spec: ModeCollapseSpec) -> list[Cell]:
+        out = []
+        for m in spec.models:
+            out += [Cell(f"{_safe(m)}__text-{text_id(t)}", m, {"part": "text", "text": t}) for t in spec.texts]
+            if spec.multiple_choice:
+                out.append(Cell(f"{_safe(m)}__mc", m, {"part": "mc"}))
+            out += [Cell(f"{_safe(m)}__numbers-p{i}", m, {"part": "numbers", "prompt": i})
+                    for i in range(len(spec.number_prompts))]
+        return out
+
+    def run_cell(self, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
+        lm = ctx.model(cell.model)
+        part = cell.params["part"]
+        try:
+            measure = {"text": self._text, "mc": self._mc, "numbers": self._numbers}[part]
+            tables = measure(lm, cell, spec, ctx)
+        except UserError as e:  # a model lacking what this part needs: recorded, not fatal
+            tables = {}
+            status = f"refused: {e}"
+        else:
+            status = "ok"
+        tables["status"] = [{"model": cell.model, "cell": cell.id, "part": part, "status": status}]
+        return tables
+
+    def _text(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
+        from ._measure import n_windows, text_ids, token_stats
+
+        lm.require("white_box", experiment=f"{self.name} (text entropy)")
+        text = load_text(cell.params["text"], spec)
+        ids, chars = text_ids(lm, text)
+        ctx.progress(0, total=n_windows(len(ids), spec.window), note=f"{len(ids) - 1} tokens")
+        stats = token_stats(lm, ids, spec.window, progress=ctx.progress)
+        name = cell.params["text"]
+        tokens = [{"model": cell.model, "text": name, "position": i, "entropy": h, "top1": c, "correct": bool(ok),
+                   "logprob": lp, "chars": n} for i, (h, c, ok, lp, n)
+                  in enumerate(zip(stats["entropy"], stats["top1"], stats["correct"], stats["logprob"], chars))]
+        info = {"model": cell.model, "text": name, "tokens": len(tokens), "chars": len(text),
+                "bytes": len(text.encode("utf-8")), "first_chars": text[:80]}
+        return {"tokens": tokens, "texts": [info]}
+
+    def _mc(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
+        from ...data import mc_questions
+        from ._measure import mc_records
+
+        lm.require("score", experiment=f"{self.name} (multiple choice)")
+        questions = mc_questions()
+        if spec.mc_limit:
+            questions = questions[: spec.mc_limit]
+        ctx.progress(0, total=1, note=f"{len(questions)} questions")
+        rows = mc_records(lm, questions, _use_chat(lm, spec.chat), {"model": cell.model})
+        ctx.progress(1)
+        return {"mc": rows}
+
+    def _numbers(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
+        from ...models import Prompt, SamplingParams
+        from ._measure import number_records
+
+        lm.require("sample", experiment=f"{self.name} (random numbers)")
+        i = cell.params["prompt"]
+        text = spec.number_prompts[i]
+        chat = _use_chat(lm, spec.chat)
+        prompt = Prompt(text, chat=True) if chat else Prompt(spec.frame.replace("{prompt}", text))
+        ctx.progress(0, total=1, note=f"{spec.samples} samples")
+        params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature,
+                                seed=spec.seed * 1_000_003 + 7919 * i + 1)
+        texts = [s.text for s in lm.sample(prompt, spec.samples, params)]
+        ctx.progress(1)
+        key = {"model": cell.model, "prompt_index": i, "prompt": text}
+        return {"numbers": number_records(texts, spec.number_low, spec.number_high, key),
+                "number_prompts": [{**key, "chat": chat, "rendered": lm.render(prompt)}]}
+
+    # -- results --------------------------------------------------------------------
+    def summarize(self, tables: Tables, spec: ModeCollapseSpec) -> dict:
+        from ._summary import summarize
+
+        return summarize(tables, spec)
+
+    def summary_rows(self, summary: dict) -> tuple[list[str], list[list[Any]]]:
+        from ._summary import summary_rows
+
+        return summary_rows(summary)
+
+    def report(self, tables: Tables, spec: ModeCollapseSpec, summary: dict, section) -> None:
+        from ._report import report
+
+        report(self, tables, spec, summary, section)

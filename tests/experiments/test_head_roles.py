@@ -140,4 +140,22 @@ def test_run_directory_summary_and_report(tiny_lm_dir, tmp_path):
     assert {"own", "future", "full"} <= set(rep["top_previous"])
     html = (out / "report.html").read_text()
     assert html.index("<h2>Summary</h2>") < html.index("<img")
-    assert len(list((out / "figures").glob("*.png"))) >= 3
+    assert len(list((out / "figures").glob("*.png"))) == 4  # scores and scatter per data set
+    top = run("head-roles", overrides + ["ablate=top", "top_k=1", 'data=["repeat"]'], out=tmp_path / "top")
+    assert top.cells_run == 1
+    from myopia.experiments._io import read_parquet
+
+    rows = read_parquet(tmp_path / "top" / "results" / "heads.parquet")
+    assert 1 <= sum(r["d_own"] is not None for r in rows) <= 2  # the top previous and induction heads
+
+
+def test_role_losses_read_full_from_the_source_half(tiny_llama):
+    from myopia.experiments._head_roles_ablation import role_losses
+
+    ids = torch.randint(3, 290, (2, 9), generator=torch.Generator().manual_seed(5))
+    clean = clean_run(tiny_llama, ids)
+    value = mean_z(clean, 0)
+    got = role_losses(tiny_llama, ids, clean, 0, [0, 3], value, slice(2, 6))
+    for mode in ("own", "future", "full"):
+        ref = ablation_losses(tiny_llama, ids, clean, 0, [0, 3], mode, value)[:, :, 2:6]
+        assert torch.allclose(got[mode], ref, atol=1e-9), mode

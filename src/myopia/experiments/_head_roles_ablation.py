@@ -137,15 +137,17 @@ def _embeds_for(model, stream: torch.Tensor, positions: torch.Tensor) -> torch.T
 
 @torch.no_grad()
 def ablation_losses(
-    model, ids: torch.Tensor, clean: dict, layer: int, heads: list[int], mode: str, value: torch.Tensor
-) -> torch.Tensor:
-    """Per-position losses (len(heads), B, T−1) with each listed head of ``layer`` ablated in
-    ``mode`` (``full``, ``own``, ``future``, or ``both``/``none`` for the checks); value (H, hd)."""
+    model, ids: torch.Tensor, clean: dict, layer: int, heads: list[int], mode: str, value: torch.Tensor,
+    positions: slice = slice(None), with_source: bool = False,
+):
+    """Losses (len(heads), B, P) at the loss ``positions`` (indices into 0..T−2) with each listed head
+    of ``layer`` ablated in ``mode`` (``full``, ``own``, ``future``, or ``both``/``none`` for the
+    checks); value (H, hd). ``with_source``: also the losses of the source half of a doubled run
+    (for ``future`` that is the ``full`` ablation, for free)."""
     n_heads, _ = head_geometry(model)
     b, t = ids.shape
     k = len(heads)
     stream = clean["inputs"][layer].repeat(k, 1, 1)  # (K*B, T, d): row r = head r // B
-    ids_k = ids.repeat(k, 1)  # (K*B, T)
     which = torch.zeros(k * b, n_heads, dtype=torch.bool, device=ids.device)
     which[torch.arange(k * b), torch.tensor(heads).repeat_interleave(b)] = True  # (K*B, H)
     proj = output_projection(decoder_layers(model)[layer])
@@ -165,9 +167,30 @@ def ablation_losses(
         }
     with replace_heads(proj, mask, value, n_heads), from_layer(model, layer):
         hidden = model.base_model(use_cache=False, **kwargs).last_hidden_state  # (K*B, P, d)
-    current = hidden[:, -t:]  # (K*B, T, d): the current half
-    rows = [_losses(_logits(model, current[r : r + 1]), ids_k[r : r + 1]) for r in range(k * b)]  # row by row:
-    return torch.cat(rows).view(k, b, t - 1)  # a (K*B, T, V) logit tensor can be gigabytes
+    current = _position_losses(model, hidden[:, -t:], ids, positions).view(k, b, -1)
+    if not with_source:
+        return current
+    return current, _position_losses(model, hidden[:, :t], ids, positions).view(k, b, -1)
+
+
+def _position_losses(model, hidden: torch.Tensor, ids: torch.Tensor, positions: slice) -> torch.Tensor:
+    """(R, P) next-token losses at ``positions`` from final hidden states (R, T, d), R = K*B rows of
+    the B sequences. Row by row: a (K*B, T, V) logit tensor can be gigabytes."""
+    b = ids.shape[0]
+    out = []
+    for r in range(hidden.shape[0]):
+        h = hidden[r, :-1][positions]  # (P, d)
+        logits = _logits(model, h)  # (P, V)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        out.append(F.cross_entropy(logits, ids[r % b, 1:][positions], reduction="none"))
+    return torch.stack(out)  # (R, P)
+
+
+def role_losses(model, ids, clean, layer, heads, value, positions=slice(None)) -> dict[str, torch.Tensor]:
+    """{"own", "future", "full"}: losses (len(heads), B, P), from two doubled forwards."""
+    own = ablation_losses(model, ids, clean, layer, heads, "own", value, positions)
+    future, full = ablation_losses(model, ids, clean, layer, heads, "future", value, positions, with_source=True)
+    return {"own": own, "future": future, "full": full}
 
 
 def _logits(model, hidden: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,7 @@ def usefulness_figure(model: str, data: str, rows: list[dict], k: int):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    rows = [r for r in rows if r["d_own"] is not None]  # the ablated heads
     xs = [r["d_own"] for r in rows]
     ys = [r["d_future"] for r in rows]
     ax.scatter(xs, ys, s=12, color="#bbbbbb", label="all heads")

@@ -63,7 +63,7 @@ class GradientHorizon(Experiment):
     name = "gradient-horizon"
     spec_cls = GradientHorizonSpec
     summary = "which target positions the gradient at each layer's residual stream comes from (seeds/001)"
-    quick = {"sequences": 1, "seq_len": 32, "max_offset": 8, "chunk": 8}
+    quick = {"sequences": 1, "seq_len": 24, "max_offset": 6, "chunk": 8}
     quick_order = 60
 
     def check(self, spec: GradientHorizonSpec) -> None:

@@ -12,7 +12,8 @@ once, where induction is the only way to predict the second copy; ``text``: wind
   mean output, or zero) ``full``-y, only from its ``own`` position's stream, or only from what
   ``future`` positions read through keys/values (exact interventions, see
   ``_head_roles_ablation``). Losses are averaged over the predicted positions of the second
-  copy (``repeat``) or over every position after BOS (``text``).
+  copy (``repeat``) or over every position after BOS (``text``). ``ablate = "top"`` ablates only
+  the ``top_k`` previous-token and induction heads of each data set (the quick form).
 
 Headline figures (``summary.json``, per model under ``models``, per data set under ``data``):
 ``previous``, ``duplicate``, ``induction`` (layer x head score matrices); ``top_previous`` and
@@ -45,6 +46,9 @@ class HeadRolesSpec(Spec):
     exclude_bos: bool = Field(False, description="detect_head's exclude_bos")
     exclude_current_token: bool = Field(False, description="detect_head's exclude_current_token")
     causal: bool = Field(True, description="run the own/future ablations (else scores only)")
+    ablate: Literal["all", "top"] = Field(
+        "all", description="ablate every head, or only the top_k previous-token and induction heads"
+    )
     top_k: int = Field(3, ge=1, le=64, description="heads per role in the headline")
 
 
@@ -53,7 +57,7 @@ class HeadRoles(Experiment):
     name = "head-roles"
     spec_cls = HeadRolesSpec
     summary = "previous-token / induction scores and own- vs future-position usefulness of every head (seeds/003)"
-    quick = {"sequences": 2, "repeat_len": 8, "text_len": 16}
+    quick = {"data": ["repeat"], "sequences": 2, "repeat_len": 8, "ablate": "top"}
     quick_order = 70
 
     def check(self, spec: HeadRolesSpec) -> None:
@@ -72,7 +76,7 @@ class HeadRoles(Experiment):
         import torch
 
         from ._gradient_horizon_core import decoder_layers
-        from ._head_roles_ablation import MODES, ablation_losses, clean_run, head_geometry, mean_z
+        from ._head_roles_ablation import MODES, clean_run, head_geometry, mean_z, role_losses
         from ._head_roles_scores import attention_patterns, head_scores
 
         lm = ctx.model(cell.model)
@@ -90,14 +94,17 @@ class HeadRoles(Experiment):
         ctx.progress(1, note="ablations")
         clean = clean_run(model, ids)
         base = clean["losses"][:, scored].mean().item()
+        chosen = _heads_to_ablate(scores, spec, n_layers, n_heads)
         rows = []
         for layer in range(n_layers):
-            deltas = {}
-            if spec.causal:
+            deltas: dict[int, dict[str, float]] = {}
+            heads = [h for h in range(n_heads) if (layer, h) in chosen]
+            if heads:
                 value = mean_z(clean, layer) if spec.ablation == "mean" else torch.zeros_like(mean_z(clean, layer))
-                for mode in MODES:
-                    losses = ablation_losses(model, ids, clean, layer, list(range(n_heads)), mode, value)
-                    deltas[mode] = losses[:, :, scored].mean((1, 2)) - base  # (H,)
+                losses = role_losses(model, ids, clean, layer, heads, value, scored)
+                for i, h in enumerate(heads):
+                    deltas[h] = {mode: losses[mode][i].mean().item() - base for mode in MODES}
+            if spec.causal:
                 ctx.progress(1, note=f"ablations, layer {layer + 1}/{n_layers}")
             for h in range(n_heads):
                 rows.append(
@@ -105,7 +112,7 @@ class HeadRoles(Experiment):
                         "model": cell.model, "data": data, "layer": layer, "head": h,
                         **{name: float(s[layer, h]) for name, s in scores.items()},
                         "clean_loss": base,
-                        **{f"d_{mode}": (float(deltas[mode][h]) if deltas else None) for mode in MODES},
+                        **{f"d_{mode}": (deltas[h][mode] if h in deltas else None) for mode in MODES},
                     }
                 )
         return {"heads": rows}
@@ -160,13 +167,26 @@ class HeadRoles(Experiment):
                     score_figure(model, data, rows),
                     caption=f"{model} · {data}: previous-token, duplicate-token and induction scores (layer x head).",
                 )
-                if rows[0]["d_own"] is not None:
+                if any(r["d_own"] is not None for r in rows):
                     section.figure(
                         usefulness_figure(model, data, rows, spec.top_k),
                         caption=f"{model} · {data}: loss increase when each head is removed from its own "
                         "position only (x) vs from what later positions read only (y); the top "
                         "previous-token and induction heads are highlighted.",
                     )
+
+
+def _heads_to_ablate(scores: dict, spec: HeadRolesSpec, n_layers: int, n_heads: int) -> set[tuple[int, int]]:
+    if not spec.causal:
+        return set()
+    if spec.ablate == "all":
+        return {(layer, h) for layer in range(n_layers) for h in range(n_heads)}
+    chosen = set()
+    for role in ("previous", "induction"):
+        flat = scores[role].flatten()  # (L*H,)
+        for i in flat.argsort(descending=True)[: spec.top_k].tolist():
+            chosen.add((i // n_heads, i % n_heads))
+    return chosen
 
 
 def _sequences(tokenizer, model, spec: HeadRolesSpec, data: str):

@@ -51,7 +51,7 @@ def test_score_table(tiny_lm_dir):
     [
         (["score", "nope", "ctx", " x"], "unknown model 'nope'; accepted: gemma-3-270m"),
         (["score", "gguf:/no/file.gguf", "ctx", " x"], "gguf file not found"),
-        (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'; known: sequence-likelihood"),
+        (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'; known: "),
         (["run", "missing/spec.toml"], "spec file not found"),
         (["run", "sequence-likelihood", "--set", "bogus=1"], "unknown field 'bogus'"),
         (["report", "/no/such/run"], "run directory not found"),
@@ -87,3 +87,12 @@ def test_run_then_report(tiny_lm_dir, tmp_path):
     assert f"report: {out / 'report.html'}" in r.output
     r2 = _invoke("report", str(out))
     assert r2.exit_code == 0 and "report.html" in r2.output
+
+
+def test_unknown_experiment_lists_every_registered_one():
+    from myopia.experiments import experiment_names
+
+    r = _invoke("run", "no-such-experiment")
+    assert r.exit_code == 2
+    for name in experiment_names():
+        assert name in r.output

@@ -88,9 +88,9 @@ def collapse_logits(logits: torch.Tensor, classes: Classes) -> torch.Tensor:
 # --- probes ---------------------------------------------------------------------------------
 @dataclass
 class ProbeConfig:
-    epochs: int = 4
+    epochs: int = 10
     batch_size: int = 512
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-2
     seed: int = 0
 

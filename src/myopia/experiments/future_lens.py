@@ -65,9 +65,9 @@ class FutureLensSpec(Spec):
     vocab: int = Field(512, ge=2, description="probe output: the most frequent tokens of the training text + 'other'")
     max_layers: int = Field(10, ge=1, description="probe at most this many layers (evenly spaced, first and last kept)")
     context: int = Field(128, ge=2, description="tokens per window the text is run in")
-    probe_epochs: int = Field(4, ge=1)
+    probe_epochs: int = Field(10, ge=1)
     probe_batch: int = Field(512, ge=1)
-    probe_lr: float = Field(3e-3, gt=0)
+    probe_lr: float = Field(1e-2, gt=0)
     probe_weight_decay: float = Field(1e-2, ge=0)
     threads: int = Field(1, ge=1, description="torch threads")
 
@@ -140,7 +140,10 @@ class FutureLens(Experiment):
             lm = ctx.model(name)
             lm.require("white_box", experiment=self.name)
             model, tokenizer = lm.model, lm.tokenizer
-        return probe_model(model.eval(), tokenizer, name, spec, ctx.progress)
+        tables = probe_model(model.eval(), tokenizer, name, spec, ctx.progress)
+        if name.startswith(TRAINED):  # reusable elsewhere as lab:DIR
+            tables["info"][0]["checkpoint"] = result.out_dir
+        return tables
 
     # -- results ------------------------------------------------------------------------
     def summarize(self, tables: Tables, spec: FutureLensSpec) -> dict:

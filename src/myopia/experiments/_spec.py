@@ -9,11 +9,11 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .._errors import UserError
+from .._toml import parse_value, to_toml  # noqa: F401  (re-exported)
 
 
 class Spec(BaseModel):
@@ -23,14 +23,6 @@ class Spec(BaseModel):
 
     experiment: str
     seed: int = 0
-
-
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: a TOML value if it parses as one (``3``, ``true``, ``["a", "b"]``), else a string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def apply_overrides(data: dict, overrides: list[str], spec_cls: type[Spec]) -> dict:
@@ -102,40 +94,3 @@ def spec_hash(spec: Spec) -> str:
     """A short hash of the resolved spec: the same spec always lands in the same run directory."""
     blob = json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
-
-
-def to_toml(data: dict) -> str:
-    """A TOML rendering of a resolved spec (tables, arrays, strings, numbers, booleans)."""
-    lines: list[str] = []
-    _toml_table(data, [], lines)
-    return "\n".join(lines).strip() + "\n"
-
-
-def _toml_table(data: dict, prefix: list[str], lines: list[str]) -> None:
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    for k, v in data.items():
-        if v is None or isinstance(v, dict):
-            continue
-        lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    for k, v in tables.items():
-        lines.append("")
-        lines.append("[" + ".".join(_toml_key(p) for p in prefix + [k]) + "]")
-        _toml_table(v, prefix + [k], lines)
-
-
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v if x is not None) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import UserError
+from .._toml import toml_literal
 from ..report import Report
 from ._base import _REGISTRY, _load_builtin, get_experiment
 from ._io import write_json_atomic, write_text_atomic
@@ -62,7 +63,7 @@ def run_suite(name: str, overrides: list[str], out: str | None, console=None) ->
     resolved = []
     for m in members:
         exp = get_experiment(m)
-        quick = [f"{k}={_toml_literal(v)}" for k, v in (exp.quick or {}).items()]
+        quick = [f"{k}={toml_literal(v)}" for k, v in (exp.quick or {}).items()]
         resolved.append(resolve_spec(m, quick + _member_overrides(m, overrides)))
     digest = hashlib.sha256("".join(spec_hash(s) for _, s in resolved).encode()).hexdigest()[:10]
     run_dir = Path(out) if out else Path("runs") / f"{name}-{digest}"
@@ -96,7 +97,3 @@ def write_suite_report(name: str, run_dir: Path, members: list[str]) -> Path:
     return path
 
 
-def _toml_literal(v) -> str:
-    from ._spec import _toml_value
-
-    return _toml_value(v)

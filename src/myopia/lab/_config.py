@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-import tomllib
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .._errors import UserError
+from .._toml import parse_value, to_toml
 from ..tasks import AdditionConfig, PathStarConfig, PrecacheConfig, ShakespeareConfig, TextConfig, task_config
 
 AnyTaskConfig = Annotated[
@@ -117,14 +116,6 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
 
 
 # --- --set key=value --------------------------------------------------------------------
-def parse_value(raw: str) -> Any:
-    """A TOML value (``3``, ``1e-3``, ``true``, ``"x"``, ``[1, 2]``), falling back to the string."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
 def apply_set(config: TrainConfig, assignment: str) -> TrainConfig:
     """``"train.lr=1e-3"``-style override: a dotted field path and a TOML value."""
     if "=" not in assignment:
@@ -162,26 +153,3 @@ def validate(data: dict) -> TrainConfig:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"] if x not in _TASK_TAGS)  # drop the union's tag
         raise UserError(f"{where or 'spec'}: {err['msg']} (got {err.get('input')!r})") from None
-
-
-# --- a small TOML writer for the resolved spec ------------------------------------------
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
-def to_toml(data: dict, prefix: str = "") -> str:
-    """Scalars first, then one ``[table]`` per nested dict; ``None`` values are left out."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if v is not None and not isinstance(v, dict)]
-    for k, v in data.items():
-        if isinstance(v, dict):
-            name = f"{prefix}{k}"
-            lines += ["", f"[{name}]", to_toml(v, prefix=name + ".")]
-    return "\n".join(lines).strip() + "\n"

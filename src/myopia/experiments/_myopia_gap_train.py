@@ -68,7 +68,7 @@ def train_config(setting, objective: str, seed: int, out: Path | None, threads: 
         keep_checkpoints=1,
         progress=False,
         threads=threads,
-        device="cpu" if setting.device == "cpu" else "auto",
+        device=setting.device,
     )
     if out is not None:
         data["out"] = str(out)

@@ -29,7 +29,7 @@ and at the top level ``precache_reproduced``, ``myopic_variants`` and ``ci``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,7 +55,7 @@ class TrainSetting(BaseModel):
     eval_every: int = Field(100, ge=0)
     eval_batches: int = Field(4, ge=1)
     chunk: int = Field(500, ge=0, description="steps per resumable chunk (a checkpoint after each); 0 = one go")
-    device: str = Field("auto", description="auto or cpu")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     train: dict[str, Any] = Field(default_factory=dict, description="other lab TrainConfig fields (warmup_steps, ...)")
 
     @model_validator(mode="after")

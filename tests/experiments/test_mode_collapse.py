@@ -85,6 +85,14 @@ def test_sliding_windows_predict_every_token_once(tiny_lm):
     # the first stride of targets sees the same (whole) context in both
     np.testing.assert_allclose(slid["entropy"][:8], full["entropy"][:8], atol=1e-5)
     assert not np.allclose(slid["entropy"][40:], full["entropy"][40:], atol=1e-5)  # later: 8-16 tokens of context
+    # the last window: BOS, then the 15 tokens before the end (independent forward pass)
+    n = len(ids)
+    x = [ids[0]] + ids[n - 15:]
+    with torch.no_grad():
+        logp = torch.log_softmax(tiny_lm.model(torch.tensor([x])).logits[0].double(), dim=-1)  # (16, V)
+    for back in (1, 2, 5):
+        row = logp[len(x) - 1 - back]  # predicts ids[n - back]
+        assert slid["logprob"][-back] == pytest.approx(row[ids[n - back]].item(), abs=1e-5)
 
 
 def test_multiple_choice_probabilities_are_renormalised_letter_scores(mc_run):
@@ -127,7 +135,7 @@ def test_run_directory_summary_report_and_numbers(mc_run):
     assert all(parse_number_answer(r["text"]).kind == r["kind"] for r in numbers)
     prompts = {r["model"]: r for r in read_parquet(out / "results" / "number_prompts.parquet")}
     assert prompts[f"hf:{chat_dir}"]["rendered"] == "<|user|>Pick a number\n<|assistant|>"
-    assert prompts[f"hf:{base_dir}"]["rendered"] == "Q: Pick a number\nA:"
+    assert prompts[f"hf:{base_dir}"]["rendered"] == "Pick a number\nMy number is"
     html = (out / "report.html").read_text()
     assert html.index("<h2>Summary</h2>") < html.index("<img")
     assert len(list((out / "figures").glob("*.png"))) == 3  # entropy histogram, reliability, numbers

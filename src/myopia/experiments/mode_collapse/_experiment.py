@@ -11,7 +11,8 @@ On the same inputs for each model (seeds/000, "flattened logits"):
   renormalised over the options; ECE of the top option's probability over questions
   (the GPT-4 report's measure: pre-trained 0.007 vs. 0.074 after PPO, on MMLU);
 - **numbers**: "pick a random number between 0 and 100" prompts (chat template for tuned
-  models, the plain ``frame`` for base ones), ``samples`` answers each, parsed strictly
+  models, the plain ``frame`` "PROMPT\\nMy number is" for base ones, which ends where an
+  answer starts), ``samples`` answers each, parsed strictly
   (an echo of the range or a numbered list is not an answer); the answers' entropy against
   the uniform's, both ``log(101)`` and the expected plug-in entropy of as many uniform draws.
 
@@ -46,7 +47,7 @@ class ModeCollapse(Experiment):
     name = "mode-collapse"
     spec_cls = ModeCollapseSpec
     summary = "base vs tuned: next-token entropy, calibration (text and multiple choice), random-number answers (seeds/000)"
-    quick = {"max_chars": 3000, "mc_limit": 20, "samples": 40, "max_tokens": 6,
+    quick = {"max_chars": 2000, "mc_limit": 12, "samples": 32, "max_tokens": 8,
              "number_prompts": ["Pick a random number between 0 and 100."]}
     quick_order = 61
 

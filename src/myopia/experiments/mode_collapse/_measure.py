@@ -8,7 +8,7 @@ import string
 
 import torch
 
-from ._core import entropy_from_logprobs, parse_number_answer
+from ._core import parse_number_answer
 
 LETTERS = string.ascii_uppercase
 
@@ -36,20 +36,23 @@ def token_stats(lm, ids: list[int], window: int, progress=None) -> dict[str, lis
     """Per predicted token (ids[1:]): entropy (nats), top-1 probability, whether the top-1
     token is the target, and the target's log-prob. Sliding windows of ``window`` tokens
     with stride window/2: every token is predicted once, with at least window/2 tokens of
-    context once the first window is past."""
+    context once the first window is past. Every window starts with the conditioning token
+    ids[0] (BOS): without it, gemma-3's predictions mid-text are badly off (measured on 3,000
+    characters of Hamlet, window 256: top-1 ECE 0.15 without it, 0.034 with it)."""
     stride = max(1, window // 2)
     out = {"entropy": [], "top1": [], "correct": [], "logprob": []}
     n = len(ids)
     starts = list(range(1, n, stride))
     for s in starts:
         end = min(s + stride, n)
-        begin = max(0, end - window)
-        x = torch.tensor([ids[begin:end]], device=lm.device)  # (1, T)
-        logits = lm.model(input_ids=x, use_cache=False).logits[0, s - 1 - begin: end - 1 - begin]  # (k, V)
-        logp = torch.log_softmax(logits.float(), dim=-1).double()  # (k, V)
+        begin = max(1, end - (window - 1))  # context after the conditioning token
+        x = torch.tensor([ids[:1] + ids[begin:end]], device=lm.device)  # (1, T); row j predicts ids[begin + j]
+        logits = lm.model(input_ids=x, use_cache=False).logits[0, s - begin: end - begin]  # (k, V)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (k, V)
         targets = torch.tensor(ids[s:end], device=logp.device)  # (k,)
         top = logp.max(dim=-1)
-        out["entropy"] += entropy_from_logprobs(logp.cpu().numpy()).tolist()
+        # -sum p log p with 0 log 0 = 0 (float32; a full-vocabulary float64 copy costs ~4x the time)
+        out["entropy"] += (-(logp.exp() * logp).nan_to_num().sum(dim=-1)).tolist()
         out["top1"] += top.values.exp().tolist()
         out["correct"] += (top.indices == targets).tolist()
         out["logprob"] += logp.gather(1, targets[:, None])[:, 0].tolist()

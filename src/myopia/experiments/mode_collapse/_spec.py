@@ -33,10 +33,11 @@ class ModeCollapseSpec(Spec):
     number_low: int = 0
     number_high: int = 100
     samples: int = Field(200, ge=1, le=20000, description="sampled answers per model and number prompt")
-    max_tokens: int = Field(8, ge=1, le=256)
+    max_tokens: int = Field(12, ge=1, le=256)
     temperature: float = Field(1.0, gt=0)
     chat: Literal["auto", "always", "never"] = Field("auto", description="auto: chat template for models that have one")
-    frame: str = Field("Q: {prompt}\nA:", description="plain-text frame for base models; must contain {prompt}")
+    frame: str = Field("{prompt}\nMy number is", description="plain-text frame of the number prompts for base "
+                       "models (ends where the answer starts); must contain {prompt}")
     examples: int = Field(3, ge=0, le=50, description="sample completions shown per answer kind")
 
     @field_validator("frame")

@@ -39,7 +39,8 @@ def number_summary(rows: list[dict], spec: ModeCollapseSpec) -> dict:
 
 
 def _nan_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+    """NaN (no answers) as None; -0.0 from a one-answer plug-in entropy as 0.0."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else max(0.0, x)
 
 
 def summarize(tables: Tables, spec: ModeCollapseSpec) -> dict:

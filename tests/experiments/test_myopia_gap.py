@@ -80,7 +80,7 @@ def test_precache_run(tmp_path):
     assert s["final"]["ntp"]["n"] == 2 and s["final"]["ntp"]["ci_low"] <= s["final"]["ntp"]["mean"]
     assert summary["precache_reproduced"] is False  # 20 steps learn nothing
     assert summary["myopic_variants"] == ["myopic"]
-    assert len(list((out / "figures").glob("*.png"))) == 3
+    assert len(list((out / "figures").glob("*.png"))) == 4  # curves, gap over training, by position, gap by position
     html = (out / "report.html").read_text()
     assert html.index("<h2>Summary</h2>") < html.index("<img")
 

@@ -116,3 +116,28 @@ def positions_figure(positions: list[dict], settings: list[str]):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def position_gap_figure(positions: list[dict], settings: list[str]):
+    """The final gap by position: each objective's loss minus ntp's at that position, paired
+    by seed (the window-to-window noise that all objectives share cancels)."""
+    finals = [r for r in positions if r["stage"] == "final"]
+    fig, panels = _panels(settings, {r["condition"] for r in finals})
+    for name, ax in panels:
+        table: dict[tuple[str, int], dict[int, float]] = {}
+        for r in finals:
+            if r["condition"] == name:
+                table.setdefault((r["objective"], r["seed"]), {})[r["position"]] = r["loss"]
+        objectives = sorted({o for o, _ in table if o != "ntp"})
+        for obj in objectives:
+            seeds = [s for o, s in table if o == obj and ("ntp", s) in table]
+            pos = sorted(table[(obj, seeds[0])]) if seeds else []
+            groups = [[table[(obj, s)][p] - table[("ntp", s)][p] for s in seeds] for p in pos]
+            _band(ax, pos, groups, _COLORS.get(obj), f"{obj} − ntp")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_title(name)
+        ax.set_xlabel("position")
+        ax.set_ylabel("gap (loss − ntp's at that position)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -257,7 +257,7 @@ class MyopiaGap(Experiment):
         return header, rows
 
     def report(self, tables: Tables, spec: MyopiaGapSpec, summary: dict, section) -> None:
-        from ._myopia_gap_figures import curves_figure, gap_figure, positions_figure
+        from ._myopia_gap_figures import curves_figure, gap_figure, position_gap_figure, positions_figure
 
         variants = ", ".join(summary.get("myopic_variants", [])) or "none"
         section.text(
@@ -289,6 +289,9 @@ class MyopiaGap(Experiment):
             section.figure(positions_figure(tables["positions"], spec.settings),
                            caption="Final held-out loss by position (mean over seeds, band: 95% t-interval); "
                            "dashed: the pretrained model before fine-tuning")
+            section.figure(position_gap_figure(tables["positions"], spec.settings),
+                           caption="The final gap by position: loss minus ntp's at each position, paired by seed "
+                           "(band: 95% t-interval)")
 
 
 def _ci(d: dict) -> str:

@@ -16,7 +16,8 @@ targets (d > D). Two ways to compute the same numbers:
   (2) targets in chunks of K: a batched vector-Jacobian product (``is_grads_batched``) from h_L down
   to every layer, one batch row per target. A chunk [a, b) only needs positions [a−D, b): the
   paths from h_l[i] to ℓ_j run through positions i..j only, so positions before a−D enter as a
-  key/value cache computed without gradient, and the backward is over K+D positions, not T.
+  key/value cache (one no-gradient forward of the whole sequence, cropped per chunk), and the
+  backward is over K+D positions, not T.
 
 Models with ``myopic`` attention run without the cache (it refuses one under gradient): their
 chunks start at position 0. Attention runs ``eager`` while gradients are taken (the batched
@@ -25,6 +26,7 @@ backward needs batching rules the fused kernels lack); other implementations are
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 
 import torch
@@ -128,21 +130,25 @@ def offset_gradients(
         n, t = ids.shape[1] - 1, ids.shape[1]
         parts = full.new_zeros(full.shape[0], t, max_offset + 1, full.shape[-1])  # (L+1, T, D+1, d)
         parts[-1, :n, 0] = full[-1, :n]  # after the last block, ℓ_j reaches position j only
-        no_cache = _is_myopic(model)
+        prefix = None
+        if not _is_myopic(model) and n > chunk:
+            with torch.no_grad():  # keys/values of every position, cropped to each chunk's prefix
+                prefix = model.base_model(input_ids=ids, use_cache=True).past_key_values
         for a in range(0, n, chunk):
             b = min(a + chunk, n)
-            s = 0 if no_cache else max(0, a - max_offset)
-            grads = _chunk_vjp(model, ids, full[-1], a, b, s)  # L x (K, W, d)
+            s = 0 if prefix is None else max(0, a - max_offset)
+            cache = None
+            if s > 0:
+                cache = copy.deepcopy(prefix)
+                cache.crop(s - t)  # keep positions 0..s-1
+            grads = _chunk_vjp(model, ids, full[-1], a, b, s, cache)  # L x (K, W, d)
             _scatter(parts, grads, a, b, s, max_offset)
     return parts, full
 
 
-def _chunk_vjp(model, ids, grad_last, a: int, b: int, s: int) -> list[torch.Tensor]:
-    """∂ℓ_j/∂h_l[s:b] for j in [a, b) and l < L, as L tensors (K, W, d), W = b − s."""
-    cache = None
-    if s > 0:
-        with torch.no_grad():
-            cache = model.base_model(input_ids=ids[:, :s], use_cache=True).past_key_values
+def _chunk_vjp(model, ids, grad_last, a: int, b: int, s: int, cache) -> list[torch.Tensor]:
+    """∂ℓ_j/∂h_l[s:b] for j in [a, b) and l < L, as L tensors (K, W, d), W = b − s; ``cache``
+    holds the keys/values of positions 0..s−1 (computed without gradient)."""
     emb = model.get_input_embeddings()(ids[:, s:b]).detach().requires_grad_()  # (1, W, d)
     with capture_residuals(model) as states:
         model.base_model(inputs_embeds=emb, past_key_values=cache, use_cache=cache is not None)

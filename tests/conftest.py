@@ -1,7 +1,8 @@
 """Fixtures shared by the whole suite.
 
 - ``tiny_lm_dir``: a tiny random Llama model with a byte-level BPE tokenizer trained here,
-  saved as an ordinary HF checkpoint (no download; builds in about a second).
+  saved as an ordinary HF checkpoint (no download; builds in about a second); built by
+  ``lmfactory.build_tiny_lm`` (import it from there: ``from lmfactory import build_tiny_lm``).
 - ``smollm``: the bundled tuned model (SmolLM2-135M-Instruct), converted from its GGUF file
   once per cache directory (about 15 s the first time).
 """
@@ -15,57 +16,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-_CORPUS = [
-    "Once upon a time, there was a little girl who lived in a village near the forest.",
-    "The cat sat on the mat. The dog sat on the log. A bird sang in the tree.",
-    "She could see the future, and she could see the past.",
-    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
-    "In the beginning there was a word, and the word was a story about a king.",
-] * 20
-
-
-def build_tiny_lm(path, vocab_size: int = 300, seed: int = 0, chat_template: str | None = None) -> str:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<bos>", "<eos>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(_CORPUS, trainer)
-    from tokenizers import processors
-
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))]
-    )
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-    if chat_template:
-        hf_tok.chat_template = chat_template
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=hf_tok.bos_token_id,
-        eos_token_id=hf_tok.eos_token_id,
-        pad_token_id=hf_tok.pad_token_id,
-    )
-    model = LlamaForCausalLM(cfg)
-    with torch.no_grad():  # larger weights than the default init, so distributions are not flat
-        for p in model.parameters():
-            p.mul_(8.0 if p.dim() > 1 else 1.0)
-    model.save_pretrained(path)
-    hf_tok.save_pretrained(path)
-    return str(path)
+from lmfactory import build_tiny_lm  # noqa: E402  (tests/lmfactory.py)
 
 
 @pytest.fixture(scope="session")

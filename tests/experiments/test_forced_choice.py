@@ -32,7 +32,7 @@ def _overrides(models: list[str], samples: int = 40) -> list[str]:
 
 @pytest.fixture(scope="module")
 def chat_lm_dir(tmp_path_factory):
-    from conftest import build_tiny_lm
+    from lmfactory import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("chat-lm"), seed=1, chat_template=CHAT)
 
@@ -179,3 +179,15 @@ def test_model_without_scoring_refuses_exact_but_still_samples(tiny_lm):
     assert p["exact_status"].startswith("refused:") and "score" in p["exact_status"]
     assert p["sample_status"] == "ok" and len(tables["samples"]) == 8
     assert {r["method"] for r in tables["classes"]} == {"sampled", "pattern"}
+
+
+def test_samples_are_drawn_in_bounded_seeded_batches(tiny_lm):
+    from myopia.experiments.forced_choice import _experiment
+    from myopia.models import SamplingParams
+
+    params = SamplingParams(max_tokens=3, seed=5)
+    texts = _experiment.sample_texts(tiny_lm, "The cat", 10, params, batch=4)
+    expected = []
+    for k, n in enumerate((4, 4, 2)):
+        expected += [s.text for s in tiny_lm.sample("The cat", n, SamplingParams(max_tokens=3, seed=5 + k))]
+    assert texts == expected and len(texts) == 10

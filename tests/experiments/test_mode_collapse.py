@@ -24,7 +24,7 @@ CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor
 
 @pytest.fixture(scope="module")
 def mc_run(tiny_lm_dir, tmp_path_factory):
-    from conftest import build_tiny_lm
+    from lmfactory import build_tiny_lm
 
     root = tmp_path_factory.mktemp("mc")
     chat_dir = build_tiny_lm(root / "chat-lm", seed=2, chat_template=CHAT)

@@ -163,10 +163,22 @@ def test_toml_spec_round_trip(tiny_lm_dir, tmp_path):
         resolve_spec("nope")
 
 
-def test_quick_suite_runs_every_member_into_one_report(tiny_lm_dir, tmp_path):
-    from myopia.experiments import run_suite, suites
+def test_quick_suite_holds_every_experiment_with_a_valid_quick_spec():
+    from myopia.experiments import experiment_names, get_experiment, suites
+    from myopia._toml import toml_literal
 
-    assert "sequence-likelihood" in suites()["quick"]
+    quick = suites()["quick"]
+    assert quick[0] == "sequence-likelihood" and set(quick) <= set(experiment_names())
+    for name in quick:
+        exp = get_experiment(name)
+        overrides = [f"{k}={toml_literal(v)}" for k, v in exp.quick.items()]
+        resolve_spec(name, overrides, check=False)  # the quick overrides are valid fields and values
+
+
+def test_quick_suite_runs_members_into_one_report(tiny_lm_dir, tmp_path, monkeypatch):
+    from myopia.experiments import _suite, run_suite
+
+    monkeypatch.setattr(_suite, "suites", lambda: {"quick": ["sequence-likelihood"]})
     res = run_suite("quick", [f'models=["hf:{tiny_lm_dir}"]', "samples=4", "length=4", "beam_width=2"], out=tmp_path / "q")
     assert res.report_path == tmp_path / "q" / "report.html"
     html = res.report_path.read_text()

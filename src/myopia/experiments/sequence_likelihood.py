@@ -74,6 +74,7 @@ class SequenceLikelihood(Experiment):
     spec_cls = SequenceLikelihoodSpec
     summary = "joint log-probs of greedy, beam, sampled and degenerate continuations (seeds/004)"
     quick = {"samples": 32, "prompts": ["Once upon a time, there was a", "The meaning of life is"]}
+    quick_order = 0  # the quick suite's first member
 
     def check(self, spec: SequenceLikelihoodSpec) -> None:
         from ..models import check_spec

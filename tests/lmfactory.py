@@ -1,0 +1,59 @@
+"""Tiny language models for tests, built here (no download).
+
+Import as ``from lmfactory import build_tiny_lm`` (``tests/`` is on the path through its
+conftest); a module name of its own, since several test folders have a ``conftest``.
+"""
+
+from __future__ import annotations
+
+_CORPUS = [
+    "Once upon a time, there was a little girl who lived in a village near the forest.",
+    "The cat sat on the mat. The dog sat on the log. A bird sang in the tree.",
+    "She could see the future, and she could see the past.",
+    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
+    "In the beginning there was a word, and the word was a story about a king.",
+] * 20
+
+
+def build_tiny_lm(path, vocab_size: int = 300, seed: int = 0, chat_template: str | None = None) -> str:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<bos>", "<eos>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_CORPUS, trainer)
+    from tokenizers import processors
+
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", tok.token_to_id("<bos>"))]
+    )
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    if chat_template:
+        hf_tok.chat_template = chat_template
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=hf_tok.bos_token_id,
+        eos_token_id=hf_tok.eos_token_id,
+        pad_token_id=hf_tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # larger weights than the default init, so distributions are not flat
+        for p in model.parameters():
+            p.mul_(8.0 if p.dim() > 1 else 1.0)
+    model.save_pretrained(path)
+    hf_tok.save_pretrained(path)
+    return str(path)

@@ -41,6 +41,7 @@ from ._core import (
 from ._spec import ForcedChoiceSpec, Variant
 
 METHODS = ("exact", "sampled", "pattern")
+SAMPLE_BATCH = 256
 
 
 def _safe(name: str) -> str:
@@ -153,7 +154,7 @@ def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
     seed = spec.seed * 1_000_003 + sum(ord(ch) for ch in cell.id)
     try:
         params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature, seed=seed)
-        texts = [s.text for s in model.sample(prompt, spec.samples, params)]
+        texts = sample_texts(model, prompt, spec.samples, params)
     except UserError as e:
         return [], [], f"refused: {e}"
     guess = {c.name: c.guess for c in variant.classes}
@@ -168,6 +169,18 @@ def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
     sample_rows = [{**key, "index": i, "text": t, "prefix_class": labels.get("sampled", [OTHER] * len(texts))[i],
                     "pattern_class": labels.get("pattern", [OTHER] * len(texts))[i]} for i, t in enumerate(texts)]
     return sample_rows, rows, "ok"
+
+
+def sample_texts(model, prompt, n: int, params, batch: int = SAMPLE_BATCH) -> list[str]:
+    """``n`` completions drawn in batches of at most ``batch`` (a white-box backend keeps one
+    key/value cache row per sample; batch k is seeded with ``params.seed + k``)."""
+    from dataclasses import replace
+
+    texts: list[str] = []
+    for k, start in enumerate(range(0, n, batch)):
+        drawn = model.sample(prompt, min(batch, n - start), replace(params, seed=params.seed + k))
+        texts += [s.text for s in drawn]
+    return texts
 
 
 def _prefix_classes(variant: Variant) -> list[PatternClass]:
@@ -191,4 +204,4 @@ def _class_row(key: dict, method: str, name: str, guess: str | None, p: float,
             "count": count, "n": n}
 
 
-__all__ = ["ForcedChoice", "ForcedChoiceSpec", "METHODS", "build_prompt", "use_chat"]
+__all__ = ["ForcedChoice", "ForcedChoiceSpec", "METHODS", "build_prompt", "sample_texts", "use_chat"]

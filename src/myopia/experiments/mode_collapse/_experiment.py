@@ -114,6 +114,7 @@ class ModeCollapse(Experiment):
 
     def _numbers(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
         from ...models import Prompt, SamplingParams
+        from ..forced_choice._experiment import sample_texts
         from ._measure import number_records
 
         lm.require("sample", experiment=f"{self.name} (random numbers)")
@@ -124,7 +125,7 @@ class ModeCollapse(Experiment):
         ctx.progress(0, total=1, note=f"{spec.samples} samples")
         params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature,
                                 seed=spec.seed * 1_000_003 + 7919 * i + 1)
-        texts = [s.text for s in lm.sample(prompt, spec.samples, params)]
+        texts = sample_texts(lm, prompt, spec.samples, params)
         ctx.progress(1)
         key = {"model": cell.model, "prompt_index": i, "prompt": text}
         return {"numbers": number_records(texts, spec.number_low, spec.number_high, key),

@@ -77,21 +77,25 @@ class Variant(BaseModel):
 
 
 # -- the default classes -------------------------------------------------------------------
+# strict patterns: the answer alone on the first line of the completion (a full stop or "!"
+# allowed); '"1" means ...' or "1 is a monkey" are not answers
+_ALONE = r'[.!]?[ \t]*(?:\n|$)'
+
 def _digit(name: str, d: str, guess: str | None) -> AnswerClass:
     conts = [d, f" {d}", f'"{d}"', f' "{d}"']
-    return AnswerClass(name=name, continuations=conts, pattern=rf'"?{d}"?(?![\w.,/-])', guess=guess)
+    return AnswerClass(name=name, continuations=conts, pattern=rf'"?{d}"?{_ALONE}', guess=guess)
 
 
 def _word(name: str, word: str, guess: str | None) -> AnswerClass:
     forms = [word, word.capitalize()]
     conts = [f"{q}{f}" for f in forms for q in ("", " ", '"', ' "')]
-    return AnswerClass(name=name, continuations=conts, pattern=rf'(?i)"?{word}\b"?(?![\w-])', guess=guess)
+    return AnswerClass(name=name, continuations=conts, pattern=rf'(?i)"?{word}"?{_ALONE}', guess=guess)
 
 
 # A random string: one run of 4+ letters alone on the first line (optionally quoted), not
 # a common English reply. Strict on purpose; the report lists what it matched.
 _COMMON = "zero|one|sure|okay|hello|guess|answer|thank|thanks|yes|yeah|please|random|string|letters|none|number"
-RANDOM_PATTERN = rf'"?(?!(?i:{_COMMON})\b)[A-Za-z]{{4,}}"?[ \t]*(?:\n|$)'
+RANDOM_PATTERN = rf'"?(?!(?i:{_COMMON})\b)[A-Za-z]{{4,}}"?{_ALONE}'
 
 
 def _random(guess: str | None = "0") -> AnswerClass:

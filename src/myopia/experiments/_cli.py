@@ -29,7 +29,7 @@ def run(name_or_spec: str, overrides: tuple[str, ...], out: str | None) -> None:
     from ._suite import run_suite, suites
     from ._runner import run as run_experiment
 
-    console = Console()
+    console = _console()
     if name_or_spec in suites():
         res = run_suite(name_or_spec, list(overrides), out, console=Console(stderr=True))
         for member, r in res.members:
@@ -40,6 +40,12 @@ def run(name_or_spec: str, overrides: tuple[str, ...], out: str | None) -> None:
     _print_summary(console, r.summary.get("experiment", name_or_spec), r.summary, r.run_dir)
     note = f" ({r.cells_skipped} cells reused from an earlier run)" if r.cells_skipped else ""
     console.print(f"report: {r.report_path}{note}")
+
+
+def _console() -> Console:
+    """stdout; when it is not a terminal (a log, CI), wide enough for a summary table."""
+    c = Console()
+    return c if c.is_terminal else Console(width=160)
 
 
 def _print_summary(console: Console, name: str, summary: dict, run_dir: Path) -> None:

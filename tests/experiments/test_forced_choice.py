@@ -125,6 +125,12 @@ def test_pattern_classes_recounted_with_wilson_intervals(fc_run, tiny_lm_dir):
         lo, hi = _score_test_interval(k, 40)
         assert r["low"] == pytest.approx(lo, abs=1e-6) and r["high"] == pytest.approx(hi, abs=1e-6)
     assert sum(counts.values()) == 40
+    # the exact classes' event on the raw samples (whitespace included): begins with " sat"
+    prefix = {r["class"]: r for r in read_parquet(fc_run / "results" / "classes.parquet")
+              if r["model"] == model and r["variant"] == "rand" and r["method"] == "sampled"}
+    k = sum(s["text"].startswith(" sat") for s in samples)
+    assert prefix["one"]["count"] == k and prefix["other"]["count"] == 40 - k and "random" not in prefix
+    assert (prefix["one"]["low"], prefix["one"]["high"]) == pytest.approx(_score_test_interval(k, 40), abs=1e-6)
 
 
 def test_run_directory_summary_and_report(fc_run, tiny_lm_dir):

@@ -8,10 +8,11 @@ letters". For each model and prompt variant, the answer classes are measured thr
   that the answer *begins with* one of them: the sum of their joint probabilities);
   ``other`` is the remaining mass. Black-box models refuse it after a chat prompt (no
   prompt log-probs); the refusal is recorded per cell and the sampled columns still run.
-- ``sampled``: the same "begins with" events counted in ``samples`` completions (a check
-  of the exact figures), with Wilson 95 % intervals;
-- ``pattern``: the strict patterns (a digit alone, the word alone, a random letter string
-  alone on its line) counted in the same completions, with Wilson intervals.
+- ``sampled``: the same "begins with" events counted in ``samples`` completions (the raw
+  text, whitespace included, starts with a listed continuation: a check of the exact
+  figures), with Wilson 95 % intervals;
+- ``pattern``: the strict patterns (the digit, the word, or a random letter string alone on
+  the first line of the answer) counted in the same completions, with Wilson intervals.
 
 Tuned models (those with a chat template) are prompted through it (``chat = "auto"``),
 base models through the plain ``frame``; the exact rendered prompt is in the report.
@@ -37,6 +38,7 @@ from ._core import (
     classify_sample,
     exact_class_probabilities,
     sampled_class_probabilities,
+    wilson_interval,
 )
 from ._spec import ForcedChoiceSpec, Variant
 
@@ -158,16 +160,14 @@ def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
     except UserError as e:
         return [], [], f"refused: {e}"
     guess = {c.name: c.guess for c in variant.classes}
-    rows, labels = [], {}
-    for method, classes in (("sampled", _prefix_classes(variant)), ("pattern", _pattern_classes(variant))):
-        if not classes:
-            continue
-        for est in sampled_class_probabilities(texts, classes, n_examples=0):
-            rows.append(_class_row(key, method, est.name, guess.get(est.name), est.probability,
-                                   est.low, est.high, est.count, est.n))
-        labels[method] = [classify_sample(t, classes) for t in texts]
-    sample_rows = [{**key, "index": i, "text": t, "prefix_class": labels.get("sampled", [OTHER] * len(texts))[i],
-                    "pattern_class": labels.get("pattern", [OTHER] * len(texts))[i]} for i, t in enumerate(texts)]
+    labels = {"sampled": [_begins_with(t, variant) for t in texts]}
+    rows = _count_rows(key, "sampled", labels["sampled"], [c.name for c in variant.classes if c.continuations], guess)
+    pattern = _pattern_classes(variant)
+    labels["pattern"] = [classify_sample(t, pattern) for t in texts]
+    rows += [_class_row(key, "pattern", e.name, guess.get(e.name), e.probability, e.low, e.high, e.count, e.n)
+             for e in sampled_class_probabilities(texts, pattern, n_examples=0)]
+    sample_rows = [{**key, "index": i, "text": t, "prefix_class": labels["sampled"][i],
+                    "pattern_class": labels["pattern"][i]} for i, t in enumerate(texts)]
     return sample_rows, rows, "ok"
 
 
@@ -183,8 +183,23 @@ def sample_texts(model, prompt, n: int, params, batch: int = SAMPLE_BATCH) -> li
     return texts
 
 
-def _prefix_classes(variant: Variant) -> list[PatternClass]:
-    return [PatternClass(c.name, p) for c in variant.classes if (p := c.prefix_pattern()) is not None]
+def _begins_with(text: str, variant: Variant) -> str:
+    """The exact classes' event on a sampled answer: the raw text (whitespace included)
+    begins with one of a class's continuations; else "other"."""
+    for c in variant.classes:
+        if any(text.startswith(x) for x in c.continuations):
+            return c.name
+    return OTHER
+
+
+def _count_rows(key: dict, method: str, labels: list[str], names: list[str], guess: dict) -> list[dict]:
+    n = len(labels)
+    rows = []
+    for name in names + [OTHER]:
+        k = labels.count(name)
+        lo, hi = wilson_interval(k, n)
+        rows.append(_class_row(key, method, name, guess.get(name), k / n, lo, hi, k, n))
+    return rows
 
 
 def _pattern_classes(variant: Variant) -> list[PatternClass]:

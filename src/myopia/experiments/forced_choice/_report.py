@@ -16,8 +16,8 @@ def report(exp, tables: Tables, spec: ForcedChoiceSpec, summary: dict, section) 
         "with one of the class's listed continuations (sum of their teacher-forced joint probabilities, "
         "all tokens of each: gemma writes \" 1\" as a space token then a digit); 'sampled' = the same "
         f"event counted in {spec.samples} samples at temperature {spec.temperature} (a check of the "
-        "exact figure); 'pattern' = a strict pattern on the same samples (the digit alone, the word "
-        "alone, a random letter string alone on its line). 'other' is the rest of the mass. Intervals "
+        "exact figure); 'pattern' = a strict pattern on the same samples (the digit, the word, or a "
+        "random letter string alone on the first line of the answer). 'other' is the rest of the mass. Intervals "
         "are 95 % Wilson intervals. Tuned models are prompted through their chat template, base models "
         f"through the frame {spec.frame!r}; the exact prompts are below.")
     section.table(*exp.summary_rows(summary), caption="Does P(guess-0 answer) drop when '0' must be answered "

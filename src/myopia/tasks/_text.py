@@ -134,6 +134,7 @@ class TextTask(Task):
         self._train: np.ndarray | None = None
         self._val: np.ndarray | None = None
         self._own_tokenizer = True
+        self._bos: int | None = None  # prefixed to every window when the tokenizer adds it
 
     @property
     def vocab_size(self) -> int:
@@ -145,8 +146,13 @@ class TextTask(Task):
         return self.config.seq_len
 
     def use_tokenizer(self, tokenizer) -> None:
+        """Tokenize with a pretrained model's tokenizer. A model trained to see BOS first
+        (gemma: 15 nats at position 0 without it) gets BOS at the start of every window."""
         self.tokenizer, self._own_tokenizer = tokenizer, False
         self._train = self._val = None
+        bos = tokenizer.bos_token_id
+        probe = tokenizer("a")["input_ids"]
+        self._bos = bos if bos is not None and probe and probe[0] == bos else None
 
     def _documents(self) -> tuple[list[str], list[str]]:
         if isinstance(self.config, ShakespeareConfig):
@@ -183,6 +189,8 @@ class TextTask(Task):
         T = self.seq_len
         idx = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
         ids = torch.from_numpy(stream[idx].astype(np.int64))
+        if self._bos is not None:  # BOS, then T-1 text tokens; position 0 predicts the first
+            ids = torch.cat([torch.full((len(starts), 1), self._bos), ids[:, :T]], dim=1)  # (B, T+1)
         return Batch(
             inputs={"input_ids": ids[:, :-1].contiguous()},
             targets=ids[:, 1:].contiguous(),

@@ -137,6 +137,17 @@ def main() -> None:
         f"+-{args.half_width} at p = 0.5, 95 %. On the sampled subset the largest |sampled - exact| class "
         f"probability is {worst:.3f} (expected within about +-{args.half_width}).",
     ]
+    ctx_tokens = sum(len(lm.encode_context(p)[1]) for _, p in items) / len(items)
+    bound = (n * max_tokens + -(-n // args.batch) * ctx_tokens) / (ctx_tokens + n_scored / len(items) * max_tokens)
+    lines += [
+        "",
+        f"Why the ratio is what it is: exact scoring costs about one forward pass over each prompt "
+        f"({ctx_tokens:.0f} tokens on average: SmolLM2's chat template adds its default system prompt) plus "
+        f"its {n_scored / len(items):.0f} short continuations, while sampling costs {n} x {max_tokens} generated "
+        f"tokens plus one prompt pass per batch of {args.batch}: a token-count ratio of about {bound:.0f}x. "
+        "Longer answers (more tokens to sample) or shorter prompts raise it; caching the prefix the "
+        "prompts share would too (not done by `score_many`).",
+    ]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:

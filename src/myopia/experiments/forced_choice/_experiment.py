@@ -8,9 +8,9 @@ letters". For each model and prompt variant, the answer classes are measured thr
   that the answer *begins with* one of them: the sum of their joint probabilities);
   ``other`` is the remaining mass. Black-box models refuse it after a chat prompt (no
   prompt log-probs); the refusal is recorded per cell and the sampled columns still run.
-- ``sampled``: the same "begins with" events counted in ``samples`` completions (the raw
-  text, whitespace included, starts with a listed continuation: a check of the exact
-  figures), with Wilson 95 % intervals;
+- ``sampled``: the same "begins with" events counted in ``samples`` completions (the
+  sampled tokens start with a listed continuation's tokens: a check of the exact figures),
+  with Wilson 95 % intervals;
 - ``pattern``: the strict patterns (the digit, the word, or a random letter string alone on
   the first line of the answer) counted in the same completions, with Wilson intervals.
 
@@ -156,11 +156,12 @@ def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
     seed = spec.seed * 1_000_003 + sum(ord(ch) for ch in cell.id)
     try:
         params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature, seed=seed)
-        texts = sample_texts(model, prompt, spec.samples, params)
+        drawn = draw_samples(model, prompt, spec.samples, params)
     except UserError as e:
         return [], [], f"refused: {e}"
+    texts = [s.text for s in drawn]
     guess = {c.name: c.guess for c in variant.classes}
-    labels = {"sampled": [_begins_with(t, variant) for t in texts]}
+    labels = {"sampled": _begins_with(model, prompt, drawn, variant)}
     rows = _count_rows(key, "sampled", labels["sampled"], [c.name for c in variant.classes if c.continuations], guess)
     pattern = _pattern_classes(variant)
     labels["pattern"] = [classify_sample(t, pattern) for t in texts]
@@ -171,25 +172,34 @@ def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
     return sample_rows, rows, "ok"
 
 
-def sample_texts(model, prompt, n: int, params, batch: int = SAMPLE_BATCH) -> list[str]:
+def draw_samples(model, prompt, n: int, params, batch: int = SAMPLE_BATCH) -> list:
     """``n`` completions drawn in batches of at most ``batch`` (a white-box backend keeps one
     key/value cache row per sample; batch k is seeded with ``params.seed + k``)."""
     from dataclasses import replace
 
-    texts: list[str] = []
+    out = []
     for k, start in enumerate(range(0, n, batch)):
-        drawn = model.sample(prompt, min(batch, n - start), replace(params, seed=params.seed + k))
-        texts += [s.text for s in drawn]
-    return texts
+        out += model.sample(prompt, min(batch, n - start), replace(params, seed=params.seed + k))
+    return out
 
 
-def _begins_with(text: str, variant: Variant) -> str:
-    """The exact classes' event on a sampled answer: the raw text (whitespace included)
-    begins with one of a class's continuations; else "other"."""
-    for c in variant.classes:
-        if any(text.startswith(x) for x in c.continuations):
-            return c.name
-    return OTHER
+def sample_texts(model, prompt, n: int, params, batch: int = SAMPLE_BATCH) -> list[str]:
+    return [s.text for s in draw_samples(model, prompt, n, params, batch)]
+
+
+def _begins_with(model, prompt, drawn: list, variant: Variant) -> list[str]:
+    """The exact classes' event on each sample: its *tokens* begin with the tokens of one of
+    a class's continuations (as scored). Text matching would also count '"0",' for '"0"'
+    although its last token '",' differs from the scored '"', which the exact figure does
+    not include. Backends without token ids fall back to the raw text (whitespace included)."""
+    ids_of = getattr(model, "continuation_ids", None)
+    classes = [c for c in variant.classes if c.continuations]
+    if ids_of is None or any(not s.token_ids for s in drawn):
+        return [next((c.name for c in classes if any(s.text.startswith(x) for x in c.continuations)), OTHER)
+                for s in drawn]
+    seqs = {c.name: [tuple(ids_of(prompt, x)) for x in c.continuations] for c in classes}
+    return [next((name for name, ts in seqs.items() if any(tuple(s.token_ids[:len(t)]) == t for t in ts)), OTHER)
+            for s in drawn]
 
 
 def _count_rows(key: dict, method: str, labels: list[str], names: list[str], guess: dict) -> list[dict]:
@@ -219,4 +229,4 @@ def _class_row(key: dict, method: str, name: str, guess: str | None, p: float,
             "count": count, "n": n}
 
 
-__all__ = ["ForcedChoice", "ForcedChoiceSpec", "METHODS", "build_prompt", "sample_texts", "use_chat"]
+__all__ = ["ForcedChoice", "ForcedChoiceSpec", "METHODS", "build_prompt", "draw_samples", "sample_texts", "use_chat"]

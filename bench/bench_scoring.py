@@ -103,6 +103,7 @@ def main() -> None:
     lines += [
         "",
         "Tokens/s counts scored continuation tokens. The goal is at least 3x on a batch of 64 continuations.",
+        "Measured on a machine shared with other work: compare the speed-ups, not the absolute tokens/s.",
     ]
     if not args.no_write:
         write_section("scoring", "\n".join(lines))

@@ -19,6 +19,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from lmfactory import build_tiny_lm  # noqa: E402  (tests/lmfactory.py)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a 2-core machine shared with other work: one torch thread is faster
+    (no threads spinning against each other), and timings are steadier."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory) -> str:
     return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))

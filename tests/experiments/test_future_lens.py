@@ -25,14 +25,6 @@ from myopia.experiments._future_lens_probe import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tiny_lm_dir):
     from transformers import AutoModelForCausalLM

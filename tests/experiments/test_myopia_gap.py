@@ -26,14 +26,6 @@ TINY_PRECACHE = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _t_cdf(x: float, df: int, steps: int = 200_000) -> float:
     """P(T <= x) by the trapezoid rule on Student's t density from 0 to x (plus 1/2)."""
     c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))

@@ -79,9 +79,8 @@ class _ModelPool:
         if spec != self._name:
             from ..models import load_model
 
-            if self._model is not None:
-                self._model.close()
-            self._model, self._name = None, None
+            self.close()
+            self._model, self._name = None, None  # a failed load leaves nothing stale behind
             self._model, self._name = load_model(spec), spec
         return self._model
 
@@ -199,11 +198,17 @@ def run_spec(exp: Experiment, spec: Spec, out=None, console=None) -> RunResult:
     return RunResult(run_dir, summary, run_dir / "report.html", len(todo), len(cells) - len(todo))
 
 
-def merge_cells(run_dir: Path, manifest: dict, cells: list[Cell]) -> Tables:
+def _read_cells(run_dir: Path, manifest: dict, cells: list[Cell]) -> Tables:
+    """Every finished cell's tables, concatenated in cell order."""
     tables: Tables = {}
     for cell in cells:
         for name in manifest["cells"][cell.id].get("tables", []):
             tables.setdefault(name, []).extend(read_parquet(run_dir / "cells" / cell.id / f"{name}.parquet"))
+    return tables
+
+
+def merge_cells(run_dir: Path, manifest: dict, cells: list[Cell]) -> Tables:
+    tables = _read_cells(run_dir, manifest, cells)
     for name, records in tables.items():
         write_parquet_atomic(run_dir / "results" / f"{name}.parquet", records)
     return tables
@@ -269,11 +274,7 @@ def load_run(run_dir: str | Path) -> tuple[Experiment, Spec, Tables]:
             f"{run_dir} is unfinished ({len(missing)} of {len(cells)} cells to go); "
             f"finish it with `myopia run {run_dir / 'spec.toml'} --out {run_dir}`"
         )
-    tables: Tables = {}
-    for cell in cells:
-        for name in manifest["cells"][cell.id].get("tables", []):
-            tables.setdefault(name, []).extend(read_parquet(run_dir / "cells" / cell.id / f"{name}.parquet"))
-    return exp, spec, tables
+    return exp, spec, _read_cells(run_dir, manifest, cells)
 
 
 def rerender(run_dir: str | Path) -> tuple[Path, dict]:

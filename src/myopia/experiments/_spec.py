@@ -10,7 +10,9 @@ import json
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from .._errors import UserError
 from .._toml import parse_value, to_toml  # noqa: F401  (re-exported)
@@ -23,6 +25,16 @@ class Spec(BaseModel):
 
     experiment: str
     seed: int = 0
+
+
+def _one_prompt_slot(v: str) -> str:
+    if v.count("{prompt}") != 1:
+        raise ValueError("frame must contain {prompt} exactly once")
+    return v
+
+
+Frame = Annotated[str, AfterValidator(_one_prompt_slot)]
+"""A plain-text frame for base models: a string with exactly one ``{prompt}``."""
 
 
 def apply_overrides(data: dict, overrides: list[str], spec_cls: type[Spec]) -> dict:

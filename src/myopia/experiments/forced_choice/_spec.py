@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._spec import Spec
+from .._spec import Frame, Spec
 from ._core import OTHER, ExactClass, PatternClass, check_prefix_free
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -135,18 +135,11 @@ class ForcedChoiceSpec(Spec):
         description="pairs [word variant, random variant]: does P(guess 0) drop from the first to the second?")
     chat: Literal["auto", "always", "never"] = Field(
         "auto", description="auto: chat template for models that have one (tuned), the frame otherwise")
-    frame: str = Field("Q: {prompt}\nA:", description="plain-text frame for base models; must contain {prompt}")
+    frame: Frame = Field("Q: {prompt}\nA:", description="plain-text frame for base models; must contain {prompt}")
     samples: int = Field(200, ge=0, le=20000, description="sampled completions per model and variant (0: exact only)")
     max_tokens: int = Field(8, ge=1, le=256)
     temperature: float = Field(1.0, gt=0)
     examples: int = Field(3, ge=0, le=50, description="sample completions shown per class")
-
-    @field_validator("frame")
-    @classmethod
-    def _frame(cls, v: str) -> str:
-        if v.count("{prompt}") != 1:
-            raise ValueError("frame must contain {prompt} exactly once")
-        return v
 
     @model_validator(mode="after")
     def _names(self) -> "ForcedChoiceSpec":

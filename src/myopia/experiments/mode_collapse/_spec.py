@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ..._errors import UserError
-from .._spec import Spec
+from .._spec import Frame, Spec
 
 NUMBER_PROMPTS = [
     "Pick a random number between 0 and 100.",
@@ -36,16 +36,9 @@ class ModeCollapseSpec(Spec):
     max_tokens: int = Field(12, ge=1, le=256)
     temperature: float = Field(1.0, gt=0)
     chat: Literal["auto", "always", "never"] = Field("auto", description="auto: chat template for models that have one")
-    frame: str = Field("{prompt}\nMy number is", description="plain-text frame of the number prompts for base "
+    frame: Frame = Field("{prompt}\nMy number is", description="plain-text frame of the number prompts for base "
                        "models (ends where the answer starts); must contain {prompt}")
     examples: int = Field(3, ge=0, le=50, description="sample completions shown per answer kind")
-
-    @field_validator("frame")
-    @classmethod
-    def _frame(cls, v: str) -> str:
-        if v.count("{prompt}") != 1:
-            raise ValueError("frame must contain {prompt} exactly once")
-        return v
 
     @field_validator("texts")
     @classmethod

@@ -16,11 +16,30 @@ def _plt():
     return plt
 
 
-def _panels(settings: list[str], present: set[str]):
+def _figure(settings: list[str], present: set[str], draw, xlabel: str, ylabel: str, *, zero: bool = False):
+    """One panel per setting present, in ``settings`` order; ``draw(name, ax)`` fills a panel.
+    ``zero`` draws the y = 0 line (gap figures); precache's losses are drawn on log axes."""
     plt = _plt()
     names = [s for s in settings if s in present]
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.6 * max(1, len(names)), 3.8), squeeze=False)
-    return fig, list(zip(names, axes[0]))
+    for name, ax in zip(names, axes[0]):
+        draw(name, ax)
+        if zero:
+            ax.axhline(0, color="black", lw=0.8)
+        elif name == "precache":
+            ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _by_x(per_seed: dict[int, dict[int, float]]) -> tuple[list[int], list[list[float]]]:
+    """{seed: {x: value}} -> (sorted xs, the values of every seed at each x)."""
+    xs = sorted({x for v in per_seed.values() for x in v})
+    return xs, [[v[x] for v in per_seed.values() if x in v] for x in xs]
 
 
 def _band(ax, xs, groups: list[list[float]], color, label, ls="-", floor: float | None = None):
@@ -55,46 +74,30 @@ def _eval_series(curves: list[dict], setting: str) -> dict[str, dict[int, dict[i
 
 
 def curves_figure(curves: list[dict], settings: list[str]):
-    fig, panels = _panels(settings, {r["condition"] for r in curves})
-    for name, ax in panels:
-        series = _eval_series(curves, name)
-        for obj, seeds in series.items():
-            steps = sorted({s for v in seeds.values() for s in v})
-            groups = [[v[s] for v in seeds.values() if s in v] for s in steps]
+    def draw(name, ax):
+        for obj, seeds in _eval_series(curves, name).items():
+            steps, groups = _by_x(seeds)
             _band(ax, steps, groups, _COLORS.get(obj), obj, floor=_floor(name, groups))
-        if name == "precache":
-            ax.set_yscale("log")
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.set_ylabel("held-out loss")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+    return _figure(settings, {r["condition"] for r in curves}, draw, "step", "held-out loss")
 
 
 def gap_figure(curves: list[dict], settings: list[str]):
-    fig, panels = _panels(settings, {r["condition"] for r in curves})
-    for name, ax in panels:
+    def draw(name, ax):
         series = _eval_series(curves, name)
         base = series.get("ntp", {})
         for obj, seeds in series.items():
             if obj == "ntp":
                 continue
-            steps = sorted({s for v in seeds.values() for s in v})
-            groups = [[seeds[sd][s] - base[sd][s] for sd in seeds if sd in base and s in seeds[sd] and s in base[sd]] for s in steps]
+            paired = {sd: {s: v[s] - base[sd][s] for s in v if s in base[sd]} for sd, v in seeds.items() if sd in base}
+            steps, groups = _by_x(paired)
             _band(ax, steps, groups, _COLORS.get(obj), f"{obj} − ntp")
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("step")
-        ax.set_ylabel("gap (held-out loss − ntp's)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+    return _figure(settings, {r["condition"] for r in curves}, draw, "step", "gap (held-out loss − ntp's)", zero=True)
 
 
 def positions_figure(positions: list[dict], settings: list[str]):
-    fig, panels = _panels(settings, {r["condition"] for r in positions})
-    for name, ax in panels:
+    def draw(name, ax):
         recs = [r for r in positions if r["condition"] == name]
         keys = sorted({(r["stage"], r["objective"]) for r in recs}, key=lambda k: (k[0] != "base", k[1]))
         for stage, obj in keys:
@@ -102,42 +105,32 @@ def positions_figure(positions: list[dict], settings: list[str]):
             for r in recs:
                 if (r["stage"], r["objective"]) == (stage, obj):
                     by_seed.setdefault(r["seed"], {})[r["position"]] = r["loss"]
-            pos = sorted({p for v in by_seed.values() for p in v})
-            groups = [[v[p] for v in by_seed.values() if p in v] for p in pos]
+            pos, groups = _by_x(by_seed)
             if stage == "base":
                 _band(ax, pos, groups, "black", "before fine-tuning", ls="--")
             else:
                 _band(ax, pos, groups, _COLORS.get(obj), obj, floor=_floor(name, groups))
-        if name == "precache":
-            ax.set_yscale("log")
-        ax.set_title(name)
-        ax.set_xlabel("position")
-        ax.set_ylabel("held-out loss")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+    return _figure(settings, {r["condition"] for r in positions}, draw, "position", "held-out loss")
 
 
 def position_gap_figure(positions: list[dict], settings: list[str]):
     """The final gap by position: each objective's loss minus ntp's at that position, paired
     by seed (the window-to-window noise that all objectives share cancels)."""
     finals = [r for r in positions if r["stage"] == "final"]
-    fig, panels = _panels(settings, {r["condition"] for r in finals})
-    for name, ax in panels:
+
+    def draw(name, ax):
         table: dict[tuple[str, int], dict[int, float]] = {}
         for r in finals:
             if r["condition"] == name:
                 table.setdefault((r["objective"], r["seed"]), {})[r["position"]] = r["loss"]
-        objectives = sorted({o for o, _ in table if o != "ntp"})
-        for obj in objectives:
-            seeds = [s for o, s in table if o == obj and ("ntp", s) in table]
-            pos = sorted(table[(obj, seeds[0])]) if seeds else []
-            groups = [[table[(obj, s)][p] - table[("ntp", s)][p] for s in seeds] for p in pos]
+        for obj in sorted({o for o, _ in table if o != "ntp"}):
+            paired = {
+                s: {p: v - table[("ntp", s)][p] for p, v in table[(obj, s)].items() if p in table[("ntp", s)]}
+                for o, s in table
+                if o == obj and ("ntp", s) in table
+            }
+            pos, groups = _by_x(paired)
             _band(ax, pos, groups, _COLORS.get(obj), f"{obj} − ntp")
-        ax.axhline(0, color="black", lw=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("position")
-        ax.set_ylabel("gap (loss − ntp's at that position)")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+    return _figure(settings, {r["condition"] for r in finals}, draw, "position", "gap (loss − ntp's at that position)", zero=True)

@@ -92,8 +92,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return backend, arg
 
 
-def check_spec(spec: str) -> None:
-    """Validate a spec without loading weights (files exist, bundled model installed)."""
+def check_spec(spec: str) -> tuple[str, str]:
+    """Validate a spec without loading weights (files exist, bundled model installed);
+    returns :func:`parse_spec`'s (backend, argument)."""
     backend, arg = parse_spec(spec)
     if backend == "bundled":
         b = BUNDLED[arg]
@@ -105,6 +106,7 @@ def check_spec(spec: str) -> None:
         raise UserError(f"lab model not found: {arg} has no config.json (is it a `myopia train` output dir?)")
     elif backend == "hf" and _looks_like_path(arg) and not Path(arg).exists():
         raise UserError(f"hf model path not found: {arg}")
+    return backend, arg
 
 
 def _looks_like_path(arg: str) -> bool:
@@ -117,15 +119,13 @@ def _accepted() -> str:
 
 def load_model(spec: str, device: str | None = None, dtype: str | None = None, **kw):
     """A :class:`~myopia.models.LanguageModel` for a spec string."""
-    backend, arg = parse_spec(spec)
-    check_spec(spec)
-    if backend == "openai":
+    if parse_spec(spec)[0] == "openai":
         from ._openai import load_openai  # noqa: PLC0415 (optional backend)
 
         return load_openai(spec, **kw)
     from ._hf import HFModel
 
-    model, tokenizer = load_hf_model(spec, device=device, dtype=dtype)
+    model, tokenizer = load_hf_model(spec, device=device, dtype=dtype)  # validates the spec
     return HFModel(model, tokenizer, name=spec, **kw)
 
 
@@ -144,8 +144,7 @@ def load_hf_model(spec: str, device: str | None = None, dtype: str | None = None
 
     _quiet_transformers()
 
-    backend, arg = parse_spec(spec)
-    check_spec(spec)
+    backend, arg = check_spec(spec)
     if backend == "openai":
         raise UserError(f"{spec} is a black-box server; this needs a white-box model (hf:, gguf:, lab:, bundled)")
     if backend == "bundled":

@@ -39,6 +39,11 @@ class TrainConfig(BaseModel):
     task: AnyTaskConfig = Field(default_factory=PrecacheConfig)
     objective: str = "ntp"
     model: ModelSpec = Field(default_factory=ModelSpec)
+    mtp_from_trunk: bool | None = Field(
+        None,
+        description="mtp:n: take the n-1 extra head layers out of the model's layers (parameter-matched "
+        "to ntp) instead of adding them; default: on for presets, off for pretrained models",
+    )
     out: str | None = Field(None, description="output folder; default runs/train-TASK-OBJECTIVE-sSEED")
     seed: int = Field(0, ge=0)
 
@@ -87,11 +92,33 @@ class TrainConfig(BaseModel):
             return max(1, int(0.3 * self.steps))
         return min(100, self.steps // 10)
 
+    def resolved(self) -> TrainConfig:
+        """The spec as the run uses it: the output folder and ``mtp_from_trunk`` filled in."""
+        return self.model_copy(update={"out": self.out_dir(), "mtp_from_trunk": _mtp_from_trunk(self)})
+
     def out_dir(self) -> str:
         return self.out or f"runs/train-{self.task.name}-{self.objective.replace(':', '')}-s{self.seed}"
 
     def to_toml(self) -> str:
         return to_toml(self.model_dump(mode="json"))
+
+
+def _mtp_from_trunk(cfg: TrainConfig) -> bool | None:
+    """``mtp_from_trunk`` resolved: None without mtp:n; a preset's default on, checked against its layers."""
+    from ..objectives import MultiToken, get_objective
+    from ..objectives._mtp import trunk_layers
+    from ._models import SHAPES, is_preset
+
+    objective = get_objective(cfg.objective)
+    if not isinstance(objective, MultiToken):
+        return None
+    preset = is_preset(cfg.model.name)
+    if cfg.mtp_from_trunk and not preset:
+        raise UserError(f"mtp_from_trunk=true needs a preset model; {cfg.model.name} is pretrained, so its mtp heads are added")
+    if cfg.mtp_from_trunk is False or not preset:
+        return False
+    trunk_layers(cfg.model.n_layer or SHAPES[cfg.model.name.partition("-")[2]].n_layer, objective.n_heads)
+    return True
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:

@@ -40,7 +40,7 @@ class TrainResult:
     loss: float  # mean training loss of the last step
     eval_loss: float | None
     metrics: dict[str, float] = field(default_factory=dict)  # task metrics at the end (e.g. accuracy)
-    n_params: int = 0  # non-embedding parameters
+    n_params: int = 0  # non-embedding parameters (mtp:n's extra heads included)
     tokens_per_s: float = 0.0  # mean over the run (positions per second)
     wall_s: float = 0.0
     resumed_from: int | None = None
@@ -242,6 +242,8 @@ def _start(cfg: TrainConfig) -> _Run:
         raise UserError(f"batch_size={cfg.batch_size} must be a multiple of ranks x grad_accum = {ddp.world * cfg.grad_accum}")
     task = task_from_config(cfg.task)
     objective = get_objective(cfg.objective)
+    if cfg.mtp_from_trunk:  # mtp:n on a preset: the heads' layers come out of the model (parameter-matched)
+        objective.from_trunk = True
     task.set_data_variant(objective.data_variant)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -291,11 +293,17 @@ def _loop(run: _Run, start: int, end: int, log: list[dict], last_good: str | Non
 _NOT_METRICS = ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", "step_s")
 
 
+def _extra_parameters(module: torch.nn.Module, model: torch.nn.Module) -> int:
+    """Parameters the objective adds beside the HF model (mtp:n's extra heads)."""
+    inside = {id(p) for p in model.parameters()}
+    return sum(p.numel() for p in module.parameters() if id(p) not in inside)
+
+
 def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> TrainResult:
     """Train (or resume) the run ``config`` describes; ``stop_after`` ends it early after that
     many steps, as an interruption would, leaving a checkpoint to resume from."""
     cfg = config if isinstance(config, TrainConfig) else validate(config)
-    cfg = cfg.model_copy(update={"out": cfg.out_dir()})
+    cfg = cfg.resolved()
     run = _start(cfg)
     done = _check_spec(run.out, cfg)
     if done is not None:
@@ -322,7 +330,7 @@ def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> Train
         loss=last.get("loss", float("nan")),
         eval_loss=last.get("eval_loss"),
         metrics={k: v for k, v in last.items() if k not in _NOT_METRICS},
-        n_params=count_parameters(run.model),
+        n_params=count_parameters(run.model) + _extra_parameters(run.module, run.model),
         tokens_per_s=cfg.batch_size * run.task.seq_len * (end - start) / wall if end > start and wall > 0 else 0.0,
         wall_s=wall,
         resumed_from=start if ckpt is not None else None,

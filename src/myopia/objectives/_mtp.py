@@ -1,13 +1,21 @@
-"""``mtp:n``: multi-token prediction from a shared trunk (Gloeckle et al. 2024).
+"""``mtp:n``: multi-token prediction with parallel heads on a shared trunk (Gloeckle et al. 2024).
 
-Head 1 is the model's own next-token path (its last decoder layer, final norm and unembedding).
-Heads 2..n each add one decoder layer of the model's own class on top of the trunk output (the
-last decoder layer's output), then share the final norm and the unembedding; head k predicts
-the token k steps ahead. The loss is the sum of the heads' masked-mean losses.
+The trunk is the model's decoder layers but the last. Head 1 is the model's own next-token path:
+its last decoder layer, final norm and unembedding. Heads 2..n are one decoder layer each, of the
+model's own class, applied in parallel to the same trunk output (the last layer's input), then
+the shared final norm and unembedding; head k predicts the token k steps ahead. The loss is the
+sum of the heads' masked-mean losses.
+
+Parameter matching (``from_trunk=True``, the lab's default for presets): the n − 1 extra heads are
+the model's own last n − 1 decoder layers, taken out of it, so the model keeps L − (n − 1) layers
+and the whole has exactly the parameters of the L-layer next-token model. Otherwise (pretrained
+models) each extra head is added as a copy of the last decoder layer.
 
 Memory-saving backward: the trunk runs forward once; its output is detached into a leaf, each
 head runs forward and backward in turn (accumulating the gradient at the leaf and freeing its
-logits), then one backward through the trunk. Only one head's logits exist at a time.
+logits), then one backward through the trunk. Only one head's logits exist at a time. Head k
+computes logits only at the T − (k − 1) positions that have a token k ahead; the rotary
+embeddings and masks the last layer received are reused by every head, not recomputed.
 
 Checkpoints: the Hugging Face model is saved as usual (``from_pretrained`` gives the next-token
 model); the extra heads go beside it in ``mtp_heads.safetensors``.
@@ -57,36 +65,40 @@ def _first(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
-def _replace_first(output: Any, tensor: torch.Tensor) -> Any:
-    return (tensor, *output[1:]) if isinstance(output, tuple) else tensor
+def trunk_layers(n_layers: int, n_heads: int) -> int:
+    """Decoder layers the model keeps when ``mtp:n_heads`` takes its extra heads from its ``n_layers``."""
+    left = n_layers - (n_heads - 1)
+    if left < 1:
+        raise UserError(
+            f"mtp:{n_heads} takes {n_heads - 1} head layers from the model's {n_layers} layers and leaves none; "
+            f"use model.n_layer >= {n_heads}, or mtp_from_trunk=false to add the heads instead"
+        )
+    return left
 
 
-def shift_targets(targets: torch.Tensor, loss_mask: torch.Tensor, ahead: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Targets and mask (B, T) for predicting ``ahead`` tokens further than next-token.
-
-    Position t of the result holds ``targets[:, t + ahead]``; the last ``ahead`` positions have
-    no target and are masked out.
-    """
-    if ahead == 0:
-        return targets, loss_mask
-    t = targets.shape[1]
-    shifted = torch.zeros_like(targets)
-    mask = torch.zeros_like(loss_mask)
-    if ahead < t:
-        shifted[:, : t - ahead] = targets[:, ahead:]
-        mask[:, : t - ahead] = loss_mask[:, ahead:]
-    return shifted, mask
+def _truncate_layers(model: PreTrainedModel, keep: int) -> list[torch.nn.Module]:
+    """Remove the decoder layers after the first ``keep`` (config too); return the removed ones."""
+    layers = _decoder_layers(model)
+    removed = list(layers[keep:])
+    del layers[keep:]
+    model.config.num_hidden_layers = keep  # GPT-2's n_layer through its attribute map
+    layer_types = getattr(model.config, "layer_types", None)
+    if isinstance(layer_types, list):  # Gemma 3 & co.: one attention type per layer
+        model.config.layer_types = layer_types[:keep]
+    return removed
 
 
 class MultiTokenModel(torch.nn.Module):
     """A causal LM plus n − 1 extra heads; ``forward`` is the next-token model's."""
 
-    def __init__(self, model: PreTrainedModel, n_heads: int):
+    def __init__(self, model: PreTrainedModel, n_heads: int, from_trunk: bool = False):
         super().__init__()
         self.model = model
-        last = _decoder_layers(model)[-1]
-        # each extra head starts as a copy of the last decoder layer (a good start when fine-tuning)
-        self.heads = torch.nn.ModuleList(copy.deepcopy(last) for _ in range(n_heads - 1))
+        if from_trunk:  # parameter-matched: the model's last n − 1 layers become the extra heads
+            heads = _truncate_layers(model, trunk_layers(len(_decoder_layers(model)), n_heads))
+        else:  # added: copies of the last decoder layer (a good start when fine-tuning)
+            heads = [copy.deepcopy(_decoder_layers(model)[-1]) for _ in range(n_heads - 1)]
+        self.heads = torch.nn.ModuleList(heads)
 
     @property
     def n_heads(self) -> int:
@@ -97,60 +109,65 @@ class MultiTokenModel(torch.nn.Module):
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Shared final norm and unembedding (with the model's logit soft-capping, if any)."""
-        logits = self.model.get_output_embeddings()(_final_norm(self.model)(hidden))  # (B, T, V)
+        logits = self.model.get_output_embeddings()(_final_norm(self.model)(hidden))  # (B, T', V)
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
         return logits
 
     def head_logits(self, k: int, trunk: torch.Tensor, call: tuple[tuple, dict]) -> torch.Tensor:
-        """Logits (B, T, V) of head ``k`` >= 2 from the trunk output (B, T, d)."""
+        """Logits (B, T − k + 1, V) of head ``k`` >= 2 from the trunk output (B, T, d): only the
+        positions that have a token k ahead."""
         args, kwargs = call
         head = self.heads[k - 2]
         hidden = _first(recall(head.forward, trunk, args, kwargs, past_key_values=None, use_cache=False))  # (B, T, d)
-        return self.unembed(hidden)
+        return self.unembed(hidden[:, : hidden.shape[1] - (k - 1)])  # (B, T - k + 1, V)
 
     @contextmanager
     def trunk_output(self, detach: bool) -> Iterator[dict[str, Any]]:
         """While active, a forward of ``self.model`` records into the yielded dict: ``call``,
-        the (args, kwargs) of the last decoder layer, and ``trunk``, its output. With
-        ``detach=True`` the model continues from ``leaf``, a detached copy of the trunk output."""
+        the (args, kwargs) of the last decoder layer, and ``trunk``, its input (the trunk
+        output). With ``detach=True`` the last layer runs on ``leaf``, a detached copy of it."""
         record: dict[str, Any] = {}
-        last = _decoder_layers(self.model)[-1]
 
-        def keep_call(module, args, kwargs):
-            record["call"] = (args, kwargs)
-
-        def swap_output(module, args, output):
-            record["trunk"] = _first(output)
+        def keep_input(module, args, kwargs):
+            if not args:
+                raise UserError(f"mtp:n expects {type(module).__name__} to take the hidden states as its first positional argument")
+            record["call"], record["trunk"] = (args, kwargs), args[0]
             if not detach:
                 return None
-            record["leaf"] = record["trunk"].detach().requires_grad_(True)
-            return _replace_first(output, record["leaf"])
+            record["leaf"] = args[0].detach().requires_grad_(True)
+            return (record["leaf"], *args[1:]), kwargs
 
-        handles = [
-            last.register_forward_pre_hook(keep_call, with_kwargs=True),
-            last.register_forward_hook(swap_output),
-        ]
+        handle = _decoder_layers(self.model)[-1].register_forward_pre_hook(keep_input, with_kwargs=True)
         try:
             yield record
         finally:
-            for handle in handles:
-                handle.remove()
+            handle.remove()
+
+
+def _head_loss(module: MultiTokenModel, k: int, trunk: torch.Tensor, call, batch: Any, loss_fn: LossFn) -> torch.Tensor:
+    """Head ``k``'s masked-mean loss: position t predicts the target k − 1 places after its own."""
+    logits = module.head_logits(k, trunk, call)  # (B, T - k + 1, V)
+    return masked_mean(loss_fn(logits, batch.targets[:, k - 1 :]), batch.loss_mask[:, k - 1 :])
 
 
 class MultiToken(Objective):
-    """``mtp:n``: the next-token head plus n − 1 heads for tokens 2..n ahead."""
+    """``mtp:n``: the next-token head plus n − 1 heads for tokens 2..n ahead.
 
-    def __init__(self, n_heads: int):
+    ``from_trunk``: :meth:`prepare` takes the extra heads' layers out of the model (parameter
+    matching) instead of adding them; the lab sets it for preset models."""
+
+    def __init__(self, n_heads: int, from_trunk: bool = False):
         self.n_heads = n_heads
+        self.from_trunk = from_trunk
         self.name = f"mtp:{n_heads}"
         self.attn_implementation = None
         self.data_variant = None
 
     def prepare(self, model: PreTrainedModel) -> MultiTokenModel:
         set_attn_implementation(model, self.attn_implementation)
-        return MultiTokenModel(model, self.n_heads)
+        return MultiTokenModel(model, self.n_heads, self.from_trunk)
 
     def next_token_model(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.model if isinstance(module, MultiTokenModel) else module
@@ -158,21 +175,21 @@ class MultiToken(Objective):
     def forward_backward(
         self, module: MultiTokenModel, batch: Any, loss_fn: LossFn, loss_scale: float = 1.0
     ) -> dict[str, float]:
-        metrics: dict[str, float] = {}
+        losses: dict[str, torch.Tensor] = {}  # read out at the end: no device sync per head
         with module.trunk_output(detach=True) as record:
             logits = module(**batch.inputs).logits  # (B, T, V): head 1, from the detached leaf
         leaf = record["leaf"]
         loss = masked_mean(loss_fn(logits, batch.targets), batch.loss_mask)
         (loss * loss_scale).backward()
-        metrics["loss"] = loss.item()
+        losses["loss"] = loss.detach()
         del logits, loss  # head 1's logits are freed before head 2 runs
         for k in range(2, module.n_heads + 1):
-            targets, mask = shift_targets(batch.targets, batch.loss_mask, k - 1)
-            loss = masked_mean(loss_fn(module.head_logits(k, leaf, record["call"]), targets), mask)
+            loss = _head_loss(module, k, leaf, record["call"], batch, loss_fn)
             (loss * loss_scale).backward()
-            metrics[f"loss_head{k}"] = loss.item()
-        record["trunk"].backward(leaf.grad)  # one backward through the trunk
-        return metrics
+            losses[f"loss_head{k}"] = loss.detach()
+        if record["trunk"].requires_grad:
+            record["trunk"].backward(leaf.grad)  # one backward through the trunk
+        return {name: value.item() for name, value in losses.items()}
 
     def summed_loss(self, module: MultiTokenModel, batch: Any, loss_fn: LossFn) -> torch.Tensor:
         """The plain objective in one graph (all heads' logits alive): what the trick must equal."""
@@ -180,8 +197,7 @@ class MultiToken(Objective):
             logits = module(**batch.inputs).logits  # (B, T, V)
         total = masked_mean(loss_fn(logits, batch.targets), batch.loss_mask)
         for k in range(2, module.n_heads + 1):
-            targets, mask = shift_targets(batch.targets, batch.loss_mask, k - 1)
-            total = total + masked_mean(loss_fn(module.head_logits(k, record["trunk"], record["call"]), targets), mask)
+            total = total + _head_loss(module, k, record["trunk"], record["call"], batch, loss_fn)
         return total
 
     # -- checkpoints -----------------------------------------------------------------------

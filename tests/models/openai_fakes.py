@@ -115,11 +115,15 @@ def _echo_prompt(mode: str, ptoks: list[str]) -> tuple[list, list]:
 
 def _chat(state: FakeState, body: dict) -> dict:
     rng = random.Random(body.get("seed"))
-    content = "".join(rng.choice(VOCAB) for _ in range(int(body.get("max_tokens") or 4)))
-    row = toy_row(0)
+    toks = [rng.choice(VOCAB) for _ in range(int(body.get("max_tokens") or 4))]
+    forced = [int(i) for i, v in (body.get("logit_bias") or {}).items() if v >= 50]
+    if forced and state.honour_bias:  # the reply's first token, forced
+        toks[0] = _TEXTS[forced[0]]
+    content = "".join(toks)
+    row = toy_row(0)  # the same distribution at every reply position
     lp = None
     if body.get("logprobs") and state.logprobs:
-        lp = {"content": [{"token": tok, "logprob": row[tok], "top_logprobs": [
+        lp = {"content": [{"token": tok, "logprob": row.get(tok, UNKNOWN_LOGPROB), "top_logprobs": [
             {"token": t, "logprob": v} for t, v in row.items()]} for tok in toy_tokens(content)]}
     return {"object": "chat.completion", "choices": [
         {"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": lp,

@@ -14,7 +14,7 @@ from myopia.models._base import Prompt, SamplingParams
 from myopia.experiments.forced_choice._core import ExactClass, exact_class_probabilities
 from myopia.models._openai import OpenAIModel, load_openai, parse_spec
 
-from openai_fakes import free_port, toy_logprob, toy_row, toy_tokens
+from openai_fakes import UNKNOWN_LOGPROB, free_port, toy_logprob, toy_row, toy_tokens
 
 
 def _model(spec: str, **opts) -> OpenAIModel:
@@ -106,13 +106,26 @@ def test_score_refuses_echo_logprobs_that_match_nothing(fake_openai):
         _model(spec).score("x y z", [" a"])
 
 
-def test_score_refuses_chat_prompts_and_empty_continuations(fake_openai):
-    spec, _ = fake_openai()
+def test_score_after_a_chat_prompt_forces_one_token_replies_only(fake_openai):
+    spec, state = fake_openai()
     model = _model(spec)
-    with pytest.raises(UserError, match="chat API has no prompt log-probs"):
-        model.score(Prompt("hi", chat=True), [" a"])
+    prompt = Prompt("hi", chat=True)
+    scored = model.score(prompt, [" a", " c", " zz"])
+    assert [s.logprob for s in scored] == pytest.approx(
+        [toy_row(0)[" a"], toy_row(0)[" c"], UNKNOWN_LOGPROB], abs=1e-12)
+    assert [t.token for s in scored for t in s.tokens] == [" a", " c", " zz"]
+    chat = [r["body"] for r in state.requests if r["path"] == "/v1/chat/completions"]
+    assert len(chat) == 3 and all(b["max_tokens"] == 1 and len(b["logit_bias"]) == 1 for b in chat)
+    with pytest.raises(UserError, match=r"' a b' after a chat prompt .* it is 2 tokens.*chat = \"never\""):
+        model.score(prompt, [" a", " a b"])
     with pytest.raises(UserError, match="empty continuation"):
         model.score("x y", [""])
+    spec, _ = fake_openai(extras=False)
+    with pytest.raises(UserError, match="no prompt log-probs after a chat prompt and cannot force"):
+        _model(spec).score(prompt, [" a"])
+    spec, _ = fake_openai(honour_bias=False)
+    with pytest.raises(UserError, match="ignored logit_bias"):
+        _model(spec).score(prompt, [" zz"])
 
 
 def test_missing_logprobs_is_a_clear_error(fake_openai):

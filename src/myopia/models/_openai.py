@@ -18,7 +18,8 @@ Spec grammar (options after ``?`` in the fragment, all optional)::
 What a black-box server gives (``capabilities``): samples, the top-k next-token
 log-probs (``next_token_logprobs`` returns dicts, *partial*: not the full vocabulary),
 and teacher-forced scoring only where the server's ``echo`` prompt log-probs are
-verified against its own generation log-probs (see :mod:`._openai_echo`).
+verified against its own generation log-probs (see :mod:`._openai_echo`), or by forced
+generation (llama.cpp; after a chat prompt, one-token continuations only).
 """
 
 from __future__ import annotations
@@ -41,9 +42,20 @@ from ._base import (
     Sample,
     SamplingParams,
     ScoredContinuation,
+    TokenScore,
 )
 from ._openai_echo import EchoProbe, probe_echo, scored_from_echo
-from ._openai_forced import TokenizerEndpoints, assemble, forced_request, plan_jobs, read_forced
+from ._openai_forced import (
+    ForcedJob,
+    TokenizerEndpoints,
+    assemble,
+    chat_jobs,
+    forced_chat_request,
+    forced_request,
+    plan_jobs,
+    read_forced,
+    read_forced_chat,
+)
 from ._openai_http import JSONClient, RetryPolicy
 
 T = TypeVar("T")
@@ -207,15 +219,15 @@ class OpenAIModel(LanguageModel):
         """Exact per-token log-probs, once a probe has checked the server's ``echo`` prompt
         log-probs against its generation log-probs: read from ``echo`` when they are
         aligned; on llama.cpp's server, whose echo is shifted by one position, by forced
-        generation (one request per token, see :mod:`._openai_forced`). ``token_id`` is -1
-        on the echo path, ``entropy`` is NaN (only the top-k is known), ``rank`` counts
-        within the top-k (-1 outside it)."""
-        if isinstance(context, Prompt) and context.chat:
-            raise UserError(f"model {self.name} cannot score after a chat prompt: the chat "
-                            "API has no prompt log-probs; use a plain-text frame (chat=false)")
+        generation (one request per token, see :mod:`._openai_forced`). After a chat prompt
+        (no prompt log-probs there) only one-token continuations, forced as the reply's
+        first token. ``token_id`` is -1 on the echo path, ``entropy`` is NaN (only the top-k
+        is known), ``rank`` counts within the top-k (-1 outside it)."""
         text = self.render(context)
         if any(not c for c in continuations):
             raise UserError("cannot score an empty continuation")
+        if isinstance(context, Prompt) and context.chat:
+            return self._score_chat(context, list(continuations))
         conts, k, probe = list(continuations), self.config.top_k, self.echo_probe()
         if probe.mode == "aligned":
             return self.map(lambda c: scored_from_echo(
@@ -225,10 +237,28 @@ class OpenAIModel(LanguageModel):
         plans = self.map(lambda ic: plan_jobs(tok, ic[0], text, ic[1], self.name),
                          list(enumerate(conts)))
         jobs = [job for plan in plans for job in plan]
-        scores = self.map(lambda job: read_forced(
+        return assemble(text, conts, jobs, self._forced(jobs, lambda job: read_forced(
             self.client.post("/completions", {"model": self.config.model,
-                                              **forced_request(job, k)}), job, self.name), jobs)
-        return assemble(text, conts, jobs, scores)
+                                              **forced_request(job, k)}), job, self.name)))
+
+    def _score_chat(self, prompt: Prompt, conts: list[str]) -> list[ScoredContinuation]:
+        tok = TokenizerEndpoints(self.root_client.post, self.config.model, self.name,
+                                 why="has no prompt log-probs after a chat prompt and")
+        jobs = chat_jobs(tok, conts, self.name)
+        k = self.config.top_k
+        return assemble(self.render(prompt), conts, jobs, self._forced(jobs, lambda job: (
+            read_forced_chat(self.chat_completion(prompt, **forced_chat_request(job, k)), job,
+                             self.name))))
+
+    def _forced(self, jobs: list[ForcedJob],
+                send: Callable[[ForcedJob], TokenScore]) -> list[TokenScore]:
+        """``send`` each distinct (prefix, token) once, concurrently; scores in job order
+        (continuations such as ' "1"' and ' "0"' share their first forced token)."""
+        first: dict[tuple[str, int], ForcedJob] = {}
+        for job in jobs:
+            first.setdefault((job.prefix, job.token_id), job)
+        got = dict(zip(first, self.map(send, list(first.values()))))
+        return [got[(job.prefix, job.token_id)] for job in jobs]
 
     def score_many(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
         """Score (context, continuation) pairs: grouped by context, each group in parallel."""

@@ -9,6 +9,11 @@ to exactly the joint tokens before it is sent, so no token is scored in a contex
 model would not see. (The echo ``top_logprobs`` are keyed by token *text*, and two ids
 with the same text overwrite each other: reading the shifted value back from them is
 not exact, and is never done.)
+
+After a chat prompt the rendered prompt is the server's secret, so only a reply's *first*
+token can be forced (``/chat/completions`` with the same ``logit_bias``): a continuation
+is scored there only when it is one token on its own (:func:`chat_jobs`); longer ones are
+refused.
 """
 
 from __future__ import annotations
@@ -38,16 +43,16 @@ class TokenizerEndpoints:
     """``/extras/tokenize`` and ``/extras/detokenize`` of a llama.cpp (Python) server."""
 
     def __init__(self, post: Callable[[str, dict[str, Any]], dict[str, Any]], model: str,
-                 name: str):
-        self._post, self._model, self._name = post, model, name
+                 name: str, why: str = "shifts its echo log-probs by one position and"):
+        self._post, self._model, self._name, self._why = post, model, name, why
 
     def tokenize(self, text: str) -> list[int]:
         try:
             resp = self._post("/extras/tokenize", {"model": self._model, "input": text})
         except UserError as err:
-            raise UserError(f"server for {self._name} shifts its echo log-probs by one "
-                            "position and cannot force tokens without /extras/tokenize, so "
-                            f"exact scoring through it is refused ({err})") from None
+            raise UserError(f"server for {self._name} {self._why} cannot force tokens without "
+                            f"/extras/tokenize, so exact scoring through it is refused ({err})"
+                            ) from None
         tokens = resp.get("tokens")
         if not isinstance(tokens, list):
             raise UserError(f"server for {self._name} has no usable /extras/tokenize; exact "
@@ -87,6 +92,23 @@ def plan_jobs(tok: TokenizerEndpoints, index: int, context: str, continuation: s
     return jobs
 
 
+def chat_jobs(tok: TokenizerEndpoints, continuations: list[str], name: str) -> list[ForcedJob]:
+    """One forced first-token request per continuation after a chat prompt; a continuation
+    that is not exactly one token on its own (BOS aside) is refused."""
+    bos = tok.tokenize("")  # what the server adds before any text ([] or [BOS])
+    jobs = []
+    for i, cont in enumerate(continuations):
+        ids = tok.tokenize(cont)
+        ids = ids[len(bos):] if ids[:len(bos)] == bos else ids
+        if len(ids) != 1:
+            raise UserError(
+                f"cannot score {cont!r} after a chat prompt on {name}: it is {len(ids)} tokens, "
+                "and through the chat API only the first token of the reply can be forced; "
+                'use a plain-text frame (chat = "never")')
+        jobs.append(ForcedJob(i, "", ids[0], tok.detokenize(ids)))
+    return jobs
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -102,18 +124,41 @@ def forced_request(job: ForcedJob, k: int) -> dict[str, Any]:
             "logit_bias": {str(job.token_id): FORCE_BIAS}, "logit_bias_type": "input_ids"}
 
 
+def forced_chat_request(job: ForcedJob, k: int) -> dict[str, Any]:
+    """The ``/chat/completions`` fields that force ``job.token_id`` as the reply's first token."""
+    return {"max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": k,
+            "logit_bias": {str(job.token_id): FORCE_BIAS}, "logit_bias_type": "input_ids"}
+
+
 def read_forced(resp: dict[str, Any], job: ForcedJob, name: str) -> TokenScore:
     choices = resp.get("choices") or [{}]
     lp = choices[0].get("logprobs") if isinstance(choices[0], dict) else None
     if not isinstance(lp, dict) or not lp.get("token_logprobs"):
         raise UserError(f"server for {name} returned no log-probs for /completions "
                         "(logprobs); myopia needs a server that returns them")
-    got = str(choices[0].get("text", ""))
+    value = float(lp["token_logprobs"][0])
+    tops = (lp.get("top_logprobs") or [None])[0]
+    return _forced_score(job, str(choices[0].get("text", "")), value, tops, name)
+
+
+def read_forced_chat(resp: dict[str, Any], job: ForcedJob, name: str) -> TokenScore:
+    choices = resp.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    content = (choice.get("logprobs") or {}).get("content") or []
+    if not content or "logprob" not in content[0]:
+        raise UserError(f"server for {name} returned no log-probs for /chat/completions "
+                        "(logprobs=true); myopia needs a server that returns them")
+    first = content[0]
+    tops = {str(d["token"]): float(d["logprob"]) for d in first.get("top_logprobs") or []}
+    got = str(first.get("token", (choice.get("message") or {}).get("content") or ""))
+    return _forced_score(job, got, float(first["logprob"]), tops, name)
+
+
+def _forced_score(job: ForcedJob, got: str, value: float, tops: dict[str, float] | None,
+                  name: str) -> TokenScore:
     if job.token_text and got != job.token_text:
         raise UserError(f"server for {name} ignored logit_bias (generated {got!r}, not the "
                         f"forced {job.token_text!r}); exact scoring through it is refused")
-    value = float(lp["token_logprobs"][0])
-    tops = (lp.get("top_logprobs") or [None])[0]
     # rank: approximate, the server keys its top-k by text (same-text ids overwrite)
     return TokenScore(token=job.token_text or got, token_id=job.token_id, logprob=value,
                       rank=rank_in_top(tops, got, value), entropy=math.nan)

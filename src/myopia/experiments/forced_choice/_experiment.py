@@ -6,8 +6,10 @@ letters". For each model and prompt variant, the answer classes are measured thr
 
 - ``exact``: classes given as continuations, scored by teacher forcing (the probability
   that the answer *begins with* one of them: the sum of their joint probabilities);
-  ``other`` is the remaining mass. Black-box models refuse it after a chat prompt (no
-  prompt log-probs); the refusal is recorded per cell and the sampled columns still run.
+  ``other`` is the remaining mass. A black-box (``openai:``) model scores on a completion
+  endpoint (``chat = "never"``); after a chat prompt it can force only a reply's first
+  token, so classes with longer continuations are refused there: the refusal is recorded
+  per cell and the sampled columns still run.
 - ``sampled``: the same "begins with" events counted in ``samples`` completions (the
   sampled tokens start with a listed continuation's tokens: a check of the exact figures),
   with Wilson 95 % intervals;
@@ -191,7 +193,8 @@ def _begins_with(model, prompt, drawn: list, variant: Variant) -> list[str]:
     """The exact classes' event on each sample: its *tokens* begin with the tokens of one of
     a class's continuations (as scored). Text matching would also count '"0",' for '"0"'
     although its last token '",' differs from the scored '"', which the exact figure does
-    not include. Backends without token ids fall back to the raw text (whitespace included)."""
+    not include. Backends without token ids (``openai:``) fall back to the raw text
+    (whitespace included), which counts such samples too."""
     ids_of = getattr(model, "continuation_ids", None)
     classes = [c for c in variant.classes if c.continuations]
     if ids_of is None or any(not s.token_ids for s in drawn):

@@ -23,6 +23,11 @@ Headline figures (``summary.json``): ``text`` (per model and text: ``tokens``, `
 ``mean_option_mass``), ``numbers`` (per model and prompt, and ``"all"`` pooled:
 ``samples``, ``answers``, ``entropy``, ``uniform_entropy``, ``uniform_entropy_at_n``,
 ``top`` as [[value, count], ...], ``kinds`` counts), and ``status`` (refusals per cell).
+
+A black-box (``openai:``) model is refused the text part (its server gives the top-k
+next-token log-probs only, whose entropy is a lower bound, not the entropy); its
+multiple-choice letters are scored exactly (through a chat template: each letter forced as
+the reply's first token) and its numbers sampled.
 """
 
 from __future__ import annotations
@@ -86,7 +91,11 @@ class ModeCollapse(Experiment):
     def _text(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
         from ._measure import n_windows, text_ids, token_stats
 
-        lm.require("white_box", experiment=f"{self.name} (text entropy)")
+        if not (lm.capabilities.next_token and lm.capabilities.white_box):
+            raise UserError(
+                f"{self.name} (text entropy) needs the full next-token distribution at every token "
+                f"(white_box access); model {lm.name} gives only its top-k log-probs, whose entropy "
+                "is a lower bound, not the entropy (use a white-box model: hf:, gguf:, lab: or a bundled name)")
         text = load_text(cell.params["text"], spec)
         ids, chars = text_ids(lm, text)
         ctx.progress(0, total=n_windows(len(ids), spec.window), note=f"{len(ids) - 1} tokens")

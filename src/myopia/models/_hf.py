@@ -6,11 +6,21 @@ context is tokenized alone, the pair is tokenized jointly, and the continuation'
 are whatever the joint encoding has after the context's tokens. The model then sees
 ``context_tokens + continuation_tokens``.
 
-Speed comes from two exact tricks:
-- continuations that share a context share its forward pass (its key/value cache is
-  computed once and repeated across the batch);
-- batches are right-padded, so causal attention never lets a real token see a pad, and
-  the unembedding is applied only at the positions whose log-probs are needed.
+Speed comes from exact tricks only (the numbers change by float rounding at most):
+- shared token prefixes are computed once. The distinct contexts are sorted; neighbours
+  that share a prefix worth it (``_shared_runs``) get its keys/values from one batch-1
+  forward pass, which is then extended for what they share further, like the radix
+  caches of vLLM and SGLang. The rest of each context is forwarded in right-padded batches
+  from that cache;
+- continuations of one context reuse the context's cache; a continuation whose tokens
+  (all but the last) begin another's is read off the other's forward pass; a context with
+  a single continuation carries it in its own row instead;
+- the unembedding is applied only at the positions whose log-probs are needed, and each
+  distinct prediction row is normalised once.
+
+A right-padded cache row has padding between its context and a continuation: it is masked
+and the continuation gets its true positions. A model with sliding-window attention gets
+such holes only while everything fits in the window (else a batch holds equal lengths).
 """
 
 from __future__ import annotations
@@ -36,6 +46,12 @@ from ._base import (
 
 # Upper bound on the floats in one batch of log-probs (tokens x vocab): 512 MB in float32.
 _LOGIT_BUDGET = 128 * 1024 * 1024
+# Upper bound on rows x (cached + new tokens) in one batch: the key/value memory.
+_TOKEN_BUDGET = 8192
+# A shared prefix is computed once when it extends the current one by at least _MIN_STEP
+# tokens and saves at least _MIN_SAVED token positions (one more forward pass is not free).
+_MIN_STEP = 4
+_MIN_SAVED = 32
 
 
 @dataclass
@@ -63,6 +79,7 @@ class HFModel(LanguageModel):
         self.batch_size = batch_size
         self.device = next(model.parameters()).device
         self.max_length = _context_window(model)
+        self.window = _sliding_window(model)
         # the token to condition on when a context is empty (lm-evaluation-harness does the same)
         self.prefix_token_id = _first_not_none(tokenizer.bos_token_id, tokenizer.eos_token_id)
 
@@ -132,38 +149,7 @@ class HFModel(LanguageModel):
 
     @torch.no_grad()
     def score_many(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
-        reqs = [self._split(ctx, cont, i) for i, (ctx, cont) in enumerate(requests)]
-        groups: dict[tuple[int, ...], list[_Request]] = defaultdict(list)
-        for r in reqs:
-            groups[tuple(r.ctx_ids)].append(r)
-        results: dict[int, ScoredContinuation] = {}
-        singles: list[_Request] = []
-        for group in groups.values():
-            if len(group) > 1:
-                for r, s in zip(group, self._score_shared_context(group)):
-                    results[r.index] = s
-            else:
-                singles.extend(group)
-        for r, s in zip(singles, self._score_flat(singles)):
-            results[r.index] = s
-        return [results[i] for i in range(len(reqs))]
-
-    def _chunks(self, reqs: list[_Request], tokens_per_row) -> list[list[_Request]]:
-        """Batches that respect both batch_size and the log-prob memory budget."""
-        vocab = self.model.config.get_text_config().vocab_size
-        rows = sorted(reqs, key=lambda r: -tokens_per_row(r))
-        out, cur, cur_tokens = [], [], 0
-        for r in rows:
-            n = tokens_per_row(r)
-            width = max(cur_tokens, n)
-            if cur and (len(cur) >= self.batch_size or (len(cur) + 1) * width * vocab > _LOGIT_BUDGET):
-                out.append(cur)
-                cur, width = [], n
-            cur.append(r)
-            cur_tokens = width
-        if cur:
-            out.append(cur)
-        return out
+        return self._score([self._split(ctx, cont, i) for i, (ctx, cont) in enumerate(requests)])
 
     def continuation_ids(self, context: Context, text: str) -> list[int]:
         """Token ids of ``text`` as it would follow ``context`` (joint tokenization), aligned
@@ -186,84 +172,105 @@ class HFModel(LanguageModel):
             if self.max_length and len(ctx_ids) + len(ids) > self.max_length:
                 raise UserError(f"context + continuation exceeds model {self.name}'s window of {self.max_length}")
             reqs.append(_Request(i, rendered, self.tokenizer.decode(list(ids)), ctx_ids, list(ids)))
-        if len(reqs) == 1:
-            return self._score_flat(reqs)
-        return self._score_shared_context(reqs)
+        return self._score(reqs)
 
-    def _score_flat(self, reqs: list[_Request]) -> list[ScoredContinuation]:
-        """Requests with different contexts: one right-padded forward per batch."""
-        scored: dict[int, ScoredContinuation] = {}
-        pad = self._pad_id()
-        for batch in self._chunks(reqs, lambda r: len(r.ctx_ids) + len(r.cont_ids)):
-            seqs = [r.ctx_ids + r.cont_ids for r in batch]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)  # (B, T)
-            for i, s in enumerate(seqs):
-                ids[i, : len(s)] = torch.tensor(s)
-            # the first continuation token is predicted at the last context position
-            start = min(len(r.ctx_ids) for r in batch) - 1
-            logits = self._forward(ids.to(self.device), keep=torch.arange(start, width - 1))  # (B, T', V)
-            offsets = [len(r.ctx_ids) - 1 - start for r in batch]
-            for r, s in zip(batch, self._tables(batch, logits, offsets)):
-                scored[r.index] = s
-        return [scored[r.index] for r in reqs]
+    def _score(self, reqs: list[_Request]) -> list[ScoredContinuation]:
+        """Score requests level by level: shared context prefixes, then the contexts' own
+        tokens, then the continuations (see the module docstring)."""
+        if not reqs:
+            return []
+        by_ctx: dict[tuple[int, ...], list[_Request]] = defaultdict(list)
+        for r in reqs:
+            by_ctx[tuple(r.ctx_ids)].append(r)
+        stats: dict[int, list] = {r.index: [None] * len(r.cont_ids) for r in reqs}
+        self._score_under_prefix(sorted(by_ctx), 0, None, by_ctx, stats)
+        return [self._scored(r, stats[r.index]) for r in reqs]
 
-    def _score_shared_context(self, group: list[_Request]) -> list[ScoredContinuation]:
-        """Continuations of one context: the context's forward pass is computed once."""
-        ctx = torch.tensor([group[0].ctx_ids], device=self.device)  # (1, Tc)
-        out = self.model(input_ids=ctx, use_cache=True, logits_to_keep=1)
-        first = out.logits[:, -1:]  # (1, 1, V): predicts every continuation's first token
-        cache = out.past_key_values
-        pad = self._pad_id()
-        scored: dict[int, ScoredContinuation] = {}
-        for batch in self._chunks(group, lambda r: len(r.cont_ids)):
-            width = max(len(r.cont_ids) for r in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)  # (B, Tk)
-            for i, r in enumerate(batch):
-                ids[i, : len(r.cont_ids)] = torch.tensor(r.cont_ids)
-            logits = first.expand(len(batch), 1, -1)  # (B, 1, V)
-            if width > 1:
-                o = self.model(
-                    input_ids=ids[:, :-1].to(self.device),
-                    past_key_values=_repeat_cache(cache, len(batch)),
-                    use_cache=True,
-                    logits_to_keep=0,
-                )
-                logits = torch.cat([logits, o.logits], dim=1)  # (B, Tk, V)
-            for r, s in zip(batch, self._tables(batch, logits, [0] * len(batch))):
-                scored[r.index] = s
-        return [scored[r.index] for r in group]
+    def _score_under_prefix(self, contexts, plen: int, cache, by_ctx, stats) -> None:
+        """Score the (sorted, distinct) ``contexts``, which all start with the same ``plen``
+        tokens whose keys/values are ``cache`` (batch 1; None when plen is 0)."""
+        runs, rest = _shared_runs(contexts, plen)
+        for qlen, members in runs:
+            # extend the shared prefix once (batch 1), then recurse on what differs
+            ext = torch.tensor([members[0][plen:qlen]], device=self.device)  # (1, qlen - plen)
+            sub = self.model(input_ids=ext, past_key_values=_select_cache(cache, [0]), use_cache=True, logits_to_keep=1)
+            self._score_under_prefix(members, qlen, sub.past_key_values, by_ctx, stats)
+        rows = sorted(rest, key=len, reverse=True)
+        for chunk in _greedy_batches(rows, lambda c: self._context_batch_fits(c, plen, by_ctx)):
+            self._score_contexts(chunk, plen, cache, by_ctx, stats)
 
-    def _forward(self, ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=ids, use_cache=False, logits_to_keep=keep.to(ids.device))
-        return out.logits  # (B, len(keep), V)
+    def _score_contexts(self, chunk, plen: int, cache, by_ctx, stats) -> None:
+        """One batch of contexts: their tokens after the prefix in one right-padded forward
+        (a context with a single continuation carries it along), then the continuations of
+        the others from the contexts' key/value cache."""
+        rows = [list(c[plen:]) + _inline(by_ctx[c]) for c in chunk]
+        starts = [len(c) - plen - 1 for c in chunk]  # row position predicting the first continuation token
+        k0, k1 = min(starts), max(len(r) for r in rows)
+        out = self._extend(cache, None, [0] * len(chunk), rows, keep=torch.arange(k0, k1))  # (B, K, V)
+        preds, feeds = [], []
+        for b, c in enumerate(chunk):
+            group = by_ctx[c]
+            n = len(group[0].cont_ids) if len(group) == 1 else 1  # tokens predicted in this pass
+            preds += [(b, starts[b] - k0 + j, r, j) for r in group for j in range(n)]
+            if len(group) > 1:
+                feeds += [(b, f, users) for f, users in _feed_rows(group)]
+        _record(out.logits, preds, stats)
+        if not feeds:
+            return
+        lens = [plen + len(r) for r in rows]  # the cache's rows, right-padded to max(lens)
+        feeds.sort(key=lambda x: -len(x[1]))
+        for batch in _greedy_batches(feeds, lambda fs: self._feed_batch_fits(fs, max(lens))):
+            o = self._extend(out.past_key_values, lens, [b for b, _, _ in batch], [f for _, f, _ in batch], keep=0)
+            _record(o.logits, [(k, j - 1, r, j) for k, (_, _, users) in enumerate(batch)
+                               for r in users for j in range(1, len(r.cont_ids))], stats)
 
-    def _tables(self, batch: list[_Request], logits: torch.Tensor, offsets: list[int]) -> list[ScoredContinuation]:
-        """Per-token log-prob, rank and entropy for a batch, from (B, T, V) logits where
-        request i's continuation is predicted at rows offsets[i] .. offsets[i] + L_i - 1."""
-        B, L = len(batch), max(len(r.cont_ids) for r in batch)
-        pos = torch.zeros(B, L, dtype=torch.long)  # (B, L) row of each prediction
-        target = torch.zeros(B, L, dtype=torch.long)  # (B, L) token it must give
-        for i, r in enumerate(batch):
-            n = len(r.cont_ids)
-            pos[i, :n] = torch.arange(offsets[i], offsets[i] + n)
-            pos[i, n:] = offsets[i]
-            target[i, :n] = torch.tensor(r.cont_ids)
-        rows = logits.gather(1, pos.to(logits.device)[..., None].expand(-1, -1, logits.shape[-1]))  # (B, L, V)
-        logp = torch.log_softmax(rows.float(), dim=-1)  # (B, L, V)
-        lp = logp.gather(2, target.to(logp.device)[..., None])  # (B, L, 1)
-        rank = (logp > lp).sum(dim=-1) + 1  # (B, L)
-        entropy = -(logp.exp() * logp).nan_to_num().sum(dim=-1)  # (B, L)
-        lp, rank, entropy = lp[..., 0].tolist(), rank.tolist(), entropy.tolist()
-        out = []
-        for i, r in enumerate(batch):
-            texts = self.tokenizer.batch_decode([[t] for t in r.cont_ids])
-            tokens = [
-                TokenScore(token=texts[j], token_id=t, logprob=lp[i][j], rank=rank[i][j], entropy=entropy[i][j])
-                for j, t in enumerate(r.cont_ids)
-            ]
-            out.append(ScoredContinuation(context=r.rendered, continuation=r.continuation, tokens=tokens))
-        return out
+    def _extend(self, cache, lens, parents: list[int], rows: list[list[int]], keep):
+        """Forward ``rows`` of new tokens, row i continuing row ``parents[i]`` of ``cache``
+        (None: no past). ``lens``: the real lengths of the cache's rows (None: no padding);
+        a row shorter than the cache is right-padded there, so its padding is masked and the
+        new tokens get their true positions. Returns the model output (logits at ``keep``)."""
+        ids = _right_pad(rows, self._pad_id()).to(self.device)  # (B, T)
+        past = _select_cache(cache, parents)
+        kw = {}
+        width = max(lens) if lens is not None else 0
+        if lens is not None and any(lens[p] < width for p in parents):
+            plens = torch.tensor([lens[p] for p in parents])  # (B,)
+            seen = torch.arange(width)[None, :] < plens[:, None]  # (B, width) real cached tokens
+            new = torch.tensor([[j < len(r) for j in range(ids.shape[1])] for r in rows])  # (B, T)
+            kw["attention_mask"] = torch.cat([seen, new], dim=1).long().to(self.device)  # (B, width + T)
+            kw["position_ids"] = (plens[:, None] + torch.arange(ids.shape[1])).to(self.device)  # (B, T)
+        if isinstance(keep, torch.Tensor):
+            keep = keep.to(self.device)
+        return self.model(input_ids=ids, past_key_values=past, use_cache=True, logits_to_keep=keep, **kw)
+
+    def _context_batch_fits(self, chunk, plen: int, by_ctx) -> bool:
+        """Batch size, logit memory, key/value memory, and sliding windows: a model with a
+        sliding window gets padded rows only while everything fits inside the window."""
+        lens = [len(c) - plen + len(_inline(by_ctx[c])) for c in chunk]
+        span = max(lens) - min(len(c) - plen - 1 for c in chunk)
+        width = plen + max(lens)
+        feed = max(max(len(r.cont_ids) for r in by_ctx[c]) for c in chunk)
+        if len(chunk) > self.batch_size or len(chunk) * width > _TOKEN_BUDGET:
+            return len(chunk) == 1
+        if len(chunk) * span * self._vocab() > _LOGIT_BUDGET:
+            return len(chunk) == 1
+        return self.window is None or width + feed < self.window or len(set(lens)) == 1
+
+    def _feed_batch_fits(self, feeds, width: int) -> bool:
+        t = max(len(f) for _, f, _ in feeds)
+        ok = len(feeds) <= self.batch_size and len(feeds) * (width + t) <= _TOKEN_BUDGET
+        return len(feeds) == 1 or (ok and len(feeds) * t * self._vocab() <= _LOGIT_BUDGET)
+
+    def _vocab(self) -> int:
+        return self.model.config.get_text_config().vocab_size
+
+    def _scored(self, r: _Request, stats: list) -> ScoredContinuation:
+        texts = self.tokenizer.batch_decode([[t] for t in r.cont_ids])
+        tokens = [
+            TokenScore(token=text, token_id=t, logprob=lp, rank=rank, entropy=ent)
+            for text, t, (lp, rank, ent) in zip(texts, r.cont_ids, stats)
+        ]
+        return ScoredContinuation(context=r.rendered, continuation=r.continuation, tokens=tokens)
 
     def _pad_id(self) -> int:
         return _first_not_none(self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0)
@@ -272,18 +279,14 @@ class HFModel(LanguageModel):
     @torch.no_grad()
     def next_token_logprobs(self, contexts: Sequence[Context]) -> torch.Tensor:
         encoded = [self.encode_context(c)[1] for c in contexts]
-        out = torch.empty(len(encoded), self.model.config.get_text_config().vocab_size)
-        pad = self._pad_id()
+        out = torch.empty(len(encoded), self._vocab())
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         for s in range(0, len(order), self.batch_size):
             idx = order[s : s + self.batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)  # (B, T)
-            for row, i in enumerate(idx):
-                ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+            ids = _right_pad([encoded[i] for i in idx], self._pad_id())  # (B, T)
+            last = torch.tensor([len(encoded[i]) - 1 for i in idx])  # (B,)
             logits = self.model(input_ids=ids.to(self.device), use_cache=False).logits  # (B, T, V)
-            last = torch.tensor([len(encoded[i]) - 1 for i in idx], device=logits.device)
-            rows = logits[torch.arange(len(idx), device=logits.device), last]  # (B, V)
+            rows = logits[torch.arange(len(idx), device=logits.device), last.to(logits.device)]  # (B, V)
             out[idx] = torch.log_softmax(rows.float(), dim=-1).cpu()
         return out
 
@@ -299,7 +302,7 @@ class HFModel(LanguageModel):
         gen = torch.Generator(device="cpu").manual_seed(params.seed)
         stop_ids = self._stop_ids()
         out = self.model(input_ids=torch.tensor([ctx_ids], device=self.device), use_cache=True, logits_to_keep=1)
-        cache = _repeat_cache(out.past_key_values, n)
+        cache = _select_cache(out.past_key_values, [0] * n)
         logits = out.logits[:, -1].float().expand(n, -1)  # (n, V)
         tokens = torch.empty(n, 0, dtype=torch.long)
         done = torch.zeros(n, dtype=torch.bool)
@@ -382,18 +385,119 @@ def _draw(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> torc
     return torch.searchsorted(cdf, u)[:, 0].clamp_(max=logits.shape[-1] - 1)
 
 
-def _repeat_cache(cache, n: int):
-    """A copy of a batch-1 key/value cache repeated to batch ``n`` (the original is kept)."""
+def _select_cache(cache, rows: list[int]):
+    """A copy of a key/value cache holding the given batch rows, repeats allowed (the
+    original is kept, so it can be extended again). None stays None."""
+    if cache is None:
+        return None
     import copy
 
     c = copy.copy(cache)
     c.layers = [copy.copy(layer) for layer in cache.layers]
+    idx = torch.tensor(rows)
     for layer in c.layers:
         for attr in ("keys", "values"):
             t = getattr(layer, attr, None)
-            if isinstance(t, torch.Tensor):
-                setattr(layer, attr, t.expand(n, *t.shape[1:]).contiguous())  # (n, nh, T, hs)
+            if isinstance(t, torch.Tensor) and t.dim() == 4:
+                setattr(layer, attr, t[idx.to(t.device)])  # (len(rows), nh, T, hs)
     return c
+
+
+def _right_pad(seqs: list[list[int]], pad: int) -> torch.Tensor:
+    ids = torch.full((len(seqs), max(len(s) for s in seqs)), pad, dtype=torch.long)  # (B, T)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+    return ids
+
+
+def _record(logits: torch.Tensor, preds: list, stats: dict[int, list]) -> None:
+    """Log-prob, rank and entropy of predicted tokens: each ``(b, k, request, j)`` in
+    ``preds`` says that token j of the request is predicted by ``logits[b, k]``; the triple
+    goes to ``stats[request.index][j]``. Each distinct row is normalised once."""
+    if not preds:
+        return
+    cells = sorted({(b, k) for b, k, _, _ in preds})
+    where = {cell: i for i, cell in enumerate(cells)}
+    bk = torch.tensor(cells, device=logits.device)  # (N, 2)
+    logp = torch.log_softmax(logits[bk[:, 0], bk[:, 1]].float(), dim=-1)  # (N, V)
+    entropy = -(logp.exp() * logp).nan_to_num().sum(dim=-1)  # (N,)
+    row = torch.tensor([where[(b, k)] for b, k, _, _ in preds], device=logp.device)  # (P,)
+    target = torch.tensor([r.cont_ids[j] for _, _, r, j in preds], device=logp.device)  # (P,)
+    lp = logp[row, target]  # (P,)
+    rank = torch.cat([(logp[row[s : s + 64]] > lp[s : s + 64, None]).sum(dim=-1) + 1
+                      for s in range(0, len(preds), 64)])  # (P,)
+    for (_, _, r, j), v in zip(preds, zip(lp.tolist(), rank.tolist(), entropy[row].tolist())):
+        stats[r.index][j] = v
+
+
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """Length of the common prefix, leaving at least one token of each to forward."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return min(n, len(a) - 1, len(b) - 1)
+
+
+def _shared_runs(contexts: list[tuple[int, ...]], plen: int):
+    """Split sorted contexts that share ``plen`` tokens into runs that share more, each as
+    (its prefix length, members), and the rest. A run is a maximal stretch of neighbours
+    sharing at least ``plen + _MIN_STEP`` tokens, kept when computing its prefix once saves
+    at least ``_MIN_SAVED`` token positions."""
+    runs, rest = [], []
+    cur, q = [contexts[0]], None
+    for prev, c in zip(contexts, contexts[1:] + [None]):
+        n = _common_prefix(prev, c) if c is not None else -1
+        if n >= plen + _MIN_STEP:
+            cur.append(c)
+            q = n if q is None else min(q, n)
+            continue
+        if len(cur) > 1 and (len(cur) - 1) * (q - plen) >= _MIN_SAVED:
+            runs.append((q, cur))
+        else:
+            rest += cur
+        cur, q = [c], None
+    return runs, rest
+
+
+def _inline(group: list[_Request]) -> list[int]:
+    """The tokens a context's row carries past the context: all but the last of its
+    continuation when it has only one."""
+    return group[0].cont_ids[:-1] if len(group) == 1 else []
+
+
+def _feed_rows(group: list[_Request]) -> list[tuple[list[int], list[_Request]]]:
+    """The continuation rows to forward after a shared context, each with the requests it
+    serves: a request's tokens but the last, unless they begin a longer such row."""
+    rows: list[tuple[list[int], list[_Request]]] = []
+    owner: dict[tuple[int, ...], int] = {}  # every prefix of a kept row -> that row
+    for r in sorted(group, key=lambda r: -len(r.cont_ids)):
+        feed = tuple(r.cont_ids[:-1])
+        if not feed:
+            continue
+        if feed not in owner:
+            for n in range(1, len(feed) + 1):
+                owner.setdefault(feed[:n], len(rows))
+            rows.append((list(feed), []))
+        rows[owner[feed]][1].append(r)
+    return rows
+
+
+def _greedy_batches(items: list, fits) -> list[list]:
+    """Consecutive batches, each grown while ``fits(batch)`` holds (a single item always goes)."""
+    out: list[list] = []
+    for x in items:
+        if out and fits(out[-1] + [x]):
+            out[-1].append(x)
+        else:
+            out.append([x])
+    return out
+
+
+def _sliding_window(model) -> int | None:
+    w = getattr(model.config.get_text_config(), "sliding_window", None)
+    return w if isinstance(w, int) and w > 0 else None
 
 
 def _context_window(model) -> int | None:

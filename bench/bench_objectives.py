@@ -7,9 +7,9 @@ Per shape, step times are measured interleaved (round-robin over the objectives,
 rotating each round, median over rounds), so that load from other processes hits every
 objective alike; the figures that matter are the ratios to ``ntp``. Peak memory is the peak
 resident-set growth of a fresh subprocess per objective (model and optimizer built, then a few
-steps), read from ``getrusage`` (CPU) or ``torch.cuda.max_memory_allocated`` (GPU). The matmul
-FLOP ratio is counted analytically (:func:`matmul_flops_per_token`); time ratio / FLOP ratio is
-the implementation's own overhead.
+steps), read from VmHWM in ``/proc/self/status`` (CPU) or ``torch.cuda.max_memory_allocated``
+(GPU). The matmul FLOP ratio is counted analytically (:func:`matmul_flops_per_token`); time
+ratio / FLOP ratio is the implementation's own overhead.
 
     .venv/bin/python bench/bench_objectives.py                      # all shapes, prints the tables
     .venv/bin/python bench/bench_objectives.py --shapes vocab8k     # one shape
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -147,13 +146,21 @@ def _peak_child(name: str, shape: Shape, device: str, dtype_name: str, steps: in
         base = _rss_now()
         for _ in range(steps):
             trainer.step()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base  # Linux: KiB
+        peak = _rss_peak() - base
     print(json.dumps({"peak_bytes": peak}))
 
 
 def _rss_now() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss_peak() -> int:
+    """This process's peak RSS (VmHWM). Not ``getrusage``'s ru_maxrss: Linux carries that over
+    from the parent through fork and exec, so a child of a large parent would report the parent's."""
+    with open("/proc/self/status") as f:
+        kib = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    return int(kib) * 1024
 
 
 def peak_memory(name: str, shape: Shape, device: str, dtype_name: str, steps: int) -> int:
@@ -227,7 +234,11 @@ is 1 + 3·d·V / (L·layer + d·V), high where the unembedding outweighs the lay
 close to 1 where the layers dominate (deep, path-star) — the regime Gloeckle et al. measured.
 "CPU / FLOPs" divides the time ratio by the FLOP ratio: what the implementation costs beyond
 the arithmetic (softmax and cross-entropy over the vocabulary, per-head Python, the separate
-backward calls). The per-head backward keeps one head's logits at a time (memory goal)."""
+backward calls). The per-head backward keeps one head's logits at a time (memory goal). It also
+lowers the peak: each head layer's activations are freed after that head's backward, where
+`ntp` keeps all layers' activations for one backward. `myopic` runs one fused attention call
+against detached keys and values; `myopic:hidden` pays for recomputing keys and values from
+detached hidden states."""
 
 
 def main() -> None:

@@ -190,6 +190,8 @@ def report(args, lm, items, n, max_tokens, rounds) -> str:
     worst = max(r["worst"] for r in rounds)
     ctx_tokens = sum(len(lm.encode_context(p)[1]) for _, p in items) / len(items)
     e_tok, s_tok = r0["exact_tokens"] / len(items), r0["sampled_tokens"] / sp
+    shared = ("here SmolLM2's default system prompt and the start of the user turn" if args.trial_at == "start"
+              else "here the system prompt, then each variant's question up to the trial number")
     lines += [
         "",
         f"Exact: one `score_many` call, {pairs} (prompt, continuation) pairs. Sampled: {sp} prompt(s) per round x "
@@ -202,8 +204,8 @@ def report(args, lm, items, n, max_tokens, rounds) -> str:
         "",
         f"Token positions given to the model (a forward pre-hook): exact {e_tok:.0f} per prompt (a prompt is "
         f"{ctx_tokens:.0f} tokens), sampled {s_tok:.0f} per prompt, a ratio of {s_tok / e_tok:.0f}x. "
-        "Exact `score_many` computes the prefix the prompts share (here SmolLM2's default system prompt and "
-        "the start of the user turn) once and batches the rest from its key/value cache; continuations are "
+        f"Exact `score_many` computes the prefix the prompts share ({shared}) once and batches the rest from its "
+        "key/value cache; continuations are "
         "read off each prompt's cache, a continuation whose tokens begin another's shares its row. Sampling "
         "is dearer per token than these counts say: each generated token needs the full-vocabulary "
         "distribution, and each batch copies the prompt's cache to 256 rows.",

@@ -76,6 +76,16 @@ def test_joint_tokenization_of_a_continuation(smollm):
     assert scored[0].logprob == pytest.approx(smollm.score(CTX, [" a a a"])[0].logprob, abs=1e-4)
 
 
+@pytest.mark.parametrize("ctx, cont", [("Q: pick one\nA:", '"1"'), ("x =", "= 2"), (CTX, " little girl")])
+def test_scored_tokens_spell_the_continuation(smollm, ctx, cont):
+    """Where the context's last token merges with the continuation ('A:' + '"1"' is tokenized
+    'A', ':"', '1', '"'), the joint tail would drop the quote: the scored tokens must spell the
+    continuation exactly, and agree with continuation_ids."""
+    scored = smollm.score(ctx, [cont])[0]
+    assert "".join(t.token for t in scored.tokens) == cont
+    assert [t.token_id for t in scored.tokens] == smollm.continuation_ids(ctx, cont)
+
+
 def test_sampling_is_reproducible_by_seed(tiny_lm):
     p = SamplingParams(max_tokens=12, min_tokens=12, seed=7)
     a = tiny_lm.sample(CTX, 6, p)

@@ -128,9 +128,8 @@ class HFModel(LanguageModel):
         if n_spaces and not self._is_chat(context):
             ctx_text, cont_text = text[:-n_spaces], text[-n_spaces:] + continuation
         special = not self._is_chat(context)
-        whole = self._encode(ctx_text + cont_text, special)
         ctx_ids = self._encode(ctx_text, special)
-        cont_ids = whole[len(ctx_ids) :]
+        cont_ids = self._joint_tail(ctx_ids, self._encode(ctx_text + cont_text, special), cont_text)
         if not ctx_ids:
             ctx_ids = [self.prefix_token_id]
         if not cont_ids:
@@ -155,10 +154,16 @@ class HFModel(LanguageModel):
         """Token ids of ``text`` as it would follow ``context`` (joint tokenization), aligned
         with :meth:`encode_context` so they can be passed to :meth:`score_ids`."""
         rendered, ctx_ids = self.encode_context(context)
-        whole = self._encode(rendered + text, special=not self._is_chat(context))
+        return self._joint_tail(ctx_ids, self._encode(rendered + text, special=not self._is_chat(context)), text)
+
+    def _joint_tail(self, ctx_ids: list[int], whole: list[int], text: str) -> list[int]:
+        """The tokens of ``text`` after ``ctx_ids``: the tail of the joint tokenization ``whole``
+        when it starts with ``ctx_ids`` (lm-evaluation-harness's boundary); when the context's last
+        token merges with the text (``A:`` + ``"1"`` -> ``A``, ``:"``, ``1``, ``"``), the joint
+        tail would drop characters, so ``text`` is tokenized on its own instead."""
         if whole[: len(ctx_ids)] == ctx_ids and len(whole) > len(ctx_ids):
             return whole[len(ctx_ids) :]
-        return self._encode(text, special=False)  # the context's last token merged with the text
+        return self._encode(text, special=False)
 
     @torch.no_grad()
     def score_ids(self, context: Context, continuations: Sequence[Sequence[int]]) -> list[ScoredContinuation]:

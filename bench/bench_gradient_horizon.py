@@ -24,6 +24,7 @@ checked on the parts of the targets computed.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -132,6 +133,7 @@ def main() -> None:
     p.add_argument("--write", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    args.load = [os.getloadavg()[0]]
 
     cases = [(name, lambda n=name: lab_model(n), args.rounds, 0) for name in LAB_SHAPES]
     if args.bundled:
@@ -145,6 +147,7 @@ def main() -> None:
         print(f"{name:24s} T={args.seq:4d}  loop {r['loop_s']:8.2f} s  vectorised {r['vec_s']:7.2f} s  "
               f"{r['ratio']:5.1f}x  max rel diff {r['rel_diff']:.1e}  (chunk path {r['chunks_s']:.2f} s, "
               f"{r['chunks_ratio']:.1f}x, {r['chunks_diff']:.1e})", flush=True)
+    args.load.append(os.getloadavg()[0])
     text = _section(args, rows)
     print(text)
     if args.write:
@@ -162,7 +165,8 @@ def _section(args, rows) -> str:
         f"the chunk path alone (the previous algorithm, chunk = {args.prev_chunk}); median over rounds, the three "
         f"rotating. Goal: >= {GOAL:.0f}x, equal to 1e-5.",
         "",
-        f"Command: `.venv/bin/python {cmd.strip()}` · {machine()}",
+        f"Command: `.venv/bin/python {cmd.strip()}` · {machine()} · load average (1 min) "
+        f"{args.load[0]:.1f} at the start, {args.load[1]:.1f} at the end",
         "",
         "| model | tokens | rounds | loop (s) | vectorised (s) | speed-up | max rel. diff | goal | chunk path (s) | its speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|",

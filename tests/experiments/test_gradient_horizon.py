@@ -128,6 +128,8 @@ def test_per_target_windows_equal_loop(family, window_calls):
         assert torch.allclose(pv, pl, atol=1e-5 * scale, rtol=0), (chunk, group)
         assert torch.allclose(fv, fl, atol=1e-5 * scale, rtol=0)
     assert window_calls == [True] * 4  # the windows ran, no fallback
+    pc, fc = offset_gradients(model, ids, 6, chunk=8, windows=False)  # the fallback, with its cropped cache
+    assert torch.allclose(pc, pl, atol=1e-5 * scale, rtol=0) and torch.allclose(fc, fl, atol=1e-5 * scale, rtol=0)
     assert pl[:-1, :, 1:].abs().max() > 1e-2 * scale  # later targets do reach earlier positions
 
 

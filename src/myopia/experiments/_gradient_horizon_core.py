@@ -154,7 +154,7 @@ def offset_gradients(
 
 
 def _windows_apply(model) -> bool:
-    """Per-target windows need eager attention (additive 4D masks) that accepts a cache."""
+    """Per-target windows need eager attention: additive 4D masks, a cache, batching rules."""
     return getattr(model.config, "_attn_implementation", None) == "eager"
 
 
@@ -208,19 +208,19 @@ def _close(x: torch.Tensor, ref: torch.Tensor) -> bool:
 
 
 def _window_mask(config, starts: torch.Tensor, pos: torch.Tensor, c: int, dtype: torch.dtype):
-    """Additive masks (K, 1, W, c + W) over [cache 0..c−1, window]: row r sees the cache entries
+    """Additive masks (B, 1, W, c + W) over [cache 0..c−1, window]: row r sees the cache entries
     before its window (starts[r]) and its window causally, in true positions; a dict per layer
     type ({"full_attention", "sliding_attention"}) for models with sliding-window layers."""
-    k = len(starts)
-    keys = torch.cat([torch.arange(c, device=pos.device).expand(k, c), pos], dim=1)  # (K, c+W) true positions
-    keep = keys[:, None, :] <= pos[:, :, None]  # (K, W, c+W) causal
+    b = len(starts)
+    keys = torch.cat([torch.arange(c, device=pos.device).expand(b, c), pos], dim=1)  # (B, c+W) true positions
+    keep = keys[:, None, :] <= pos[:, :, None]  # (B, W, c+W) causal
     keep[:, :, :c] &= keys[:, None, :c] < starts[:, None, None]  # the window recomputes the rest
 
     def additive(m: torch.Tensor) -> torch.Tensor:
         return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, torch.finfo(dtype).min)[:, None]
 
     if "sliding_attention" in (getattr(config, "layer_types", None) or []):
-        near = keys[:, None, :] > pos[:, :, None] - config.sliding_window  # (K, W, c+W)
+        near = keys[:, None, :] > pos[:, :, None] - config.sliding_window  # (B, W, c+W)
         return {"full_attention": additive(keep), "sliding_attention": additive(keep & near)}
     return additive(keep)
 

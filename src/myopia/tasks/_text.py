@@ -27,6 +27,12 @@ from ._base import TRAIN_STREAM, Batch, Task, TaskConfig, rng
 
 EOS = "<|endoftext|>"
 
+REPEAT_DESCRIPTION = (
+    "share of training windows made of a text passage (random length, up to half the window) "
+    "followed by the text again from its start (exact repeats grow induction heads early); "
+    "eval windows stay plain text"
+)
+
 
 class TextConfig(TaskConfig):
     name: Literal["text"] = "text"
@@ -34,6 +40,7 @@ class TextConfig(TaskConfig):
     seq_len: int = Field(128, ge=2)
     vocab_size: int = Field(2048, ge=260, description="BPE vocabulary (byte-level: at least 256 + specials)")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share of files (or of the text) held out")
+    repeat: float = Field(0.0, ge=0, le=1, description=REPEAT_DESCRIPTION)
 
 
 class ShakespeareConfig(TaskConfig):
@@ -41,6 +48,7 @@ class ShakespeareConfig(TaskConfig):
     seq_len: int = Field(128, ge=2)
     vocab_size: int = Field(2048, ge=260)
     val_plays: tuple[str, ...] = Field(("hamlet", "tempest"), description="plays held out whole")
+    repeat: float = Field(0.0, ge=0, le=1, description=REPEAT_DESCRIPTION)
 
 
 def cache_dir() -> Path:
@@ -185,9 +193,16 @@ class TextTask(Task):
             raise UserError(f"task {self.name!r}: too little text for seq_len={self.seq_len}")
         _save_cache(folder, self.tokenizer if self._own_tokenizer else None, self._train, self._val)
 
-    def _windows(self, stream: np.ndarray, starts: np.ndarray) -> Batch:
+    def _windows(self, stream: np.ndarray, starts: np.ndarray, passage: np.ndarray | None = None) -> Batch:
+        """Windows of T+1 tokens from ``starts``. A row with ``passage`` m > 0 holds m text
+        tokens, then the text again from the same start (the passage, then what follows it)."""
         T = self.seq_len
-        idx = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
+        j = np.arange(T + 1)
+        offsets = np.broadcast_to(j, (len(starts), T + 1))  # (B, T+1)
+        if passage is not None:
+            m = passage[:, None]  # (B, 1)
+            offsets = np.where((m > 0) & (j >= m), j - m, j)  # (B, T+1)
+        idx = starts[:, None] + offsets  # (B, T+1)
         ids = torch.from_numpy(stream[idx].astype(np.int64))
         if self._bos is not None:  # BOS, then T-1 text tokens; position 0 predicts the first
             ids = torch.cat([torch.full((len(starts), 1), self._bos), ids[:, :T]], dim=1)  # (B, T+1)
@@ -199,8 +214,19 @@ class TextTask(Task):
 
     def train_batch(self, step: int, batch_size: int, seed: int) -> Batch:
         self.prepare()
-        starts = rng(seed, TRAIN_STREAM, step).integers(0, len(self._train) - self.seq_len, size=batch_size)
-        return self._windows(self._train, starts)
+        g = rng(seed, TRAIN_STREAM, step)
+        starts = g.integers(0, len(self._train) - self.seq_len, size=batch_size)
+        return self._windows(self._train, starts, self._passages(g, batch_size))
+
+    def _passages(self, g: np.random.Generator, batch_size: int) -> np.ndarray | None:
+        """Per training window, the length m of a repeated passage (0: plain text), drawn after
+        the starts. m is uniform in 1..n//2 (n: the window's text tokens), not fixed: a fixed
+        offset lets a head copy by relative position instead of by content (no induction)."""
+        if self.config.repeat == 0:
+            return None
+        n = self.seq_len if self._bos is not None else self.seq_len + 1
+        repeated = g.random(batch_size) < self.config.repeat
+        return np.where(repeated, g.integers(1, n // 2 + 1, size=batch_size), 0)
 
     def eval_batches(self, n_batches: int, batch_size: int) -> list[Batch]:
         """Evenly spaced windows over the held-out stream (fixed)."""

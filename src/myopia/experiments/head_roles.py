@@ -14,8 +14,9 @@ what the text itself predicts):
   mean output, or zero) ``full``-y, only from its ``own`` position's stream, or only from what
   ``future`` positions read through keys/values (exact interventions, see
   ``_head_roles_ablation``). Losses are averaged over the predicted positions of the second
-  copy (``repeat``, ``repeated-text``) or over every position after BOS (``text``). ``ablate = "top"`` ablates only
-  the ``top_k`` previous-token and induction heads of each data set (the quick form).
+  copy (``repeat``, ``repeated-text``) or over every position after BOS (``text``).
+  ``ablate = "top"`` ablates only the ``top_k`` previous-token and induction heads of each data
+  set (the quick form).
 
 Headline figures (``summary.json``, per model under ``models``, per data set under ``data``):
 ``previous``, ``duplicate``, ``induction`` (layer x head score matrices); ``top_previous`` and
@@ -209,7 +210,7 @@ def _sequences(tokenizer, model, spec: HeadRolesSpec, data: str):
         return ids, slice(1, None)
     n = spec.repeat_len
     if data == "repeated-text":
-        half = _text_body(text_windows(tokenizer, spec.text, spec.sequences, n + 1), n)  # (N, n)
+        half = text_windows(tokenizer, spec.text, spec.sequences, n + 1)[:, -n:]  # (N, n): without the BOS
     else:
         pool = _token_pool(tokenizer, model, spec)
         g = torch.Generator().manual_seed(spec.seed)
@@ -218,11 +219,6 @@ def _sequences(tokenizer, model, spec: HeadRolesSpec, data: str):
     first = torch.full((spec.sequences, 1), bos if bos is not None else int(half[0, 0]), dtype=torch.long)
     ids = torch.cat([first, half, half], dim=1)  # (N, 1 + 2n)
     return ids, slice(n + 1, 2 * n)  # positions that predict tokens 2..n of the second copy
-
-
-def _text_body(windows, n: int):
-    """The last n tokens of each window (drops the BOS that text_windows adds when there is one)."""
-    return windows[:, -n:]  # (N, n)
 
 
 def _token_pool(tokenizer, model, spec: HeadRolesSpec):

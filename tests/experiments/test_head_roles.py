@@ -184,3 +184,20 @@ def test_repeated_text_and_text_token_pool(tiny_lm_dir):
     assert set(ids_t[:, 1:].flatten().tolist()) <= seen
     ids_v, _ = _sequences(tok, model, spec.model_copy(update={"sequences": 64}), "repeat")
     assert not set(ids_v[:, 1:].flatten().tolist()) <= seen  # the whole vocabulary reaches beyond the text
+
+
+def test_previous_token_headline_skips_the_last_block():
+    """A last-block head feeds only its own position's logits (Δfuture = 0 by construction), so
+    the previous-token headline ranks the heads before it; induction ranks every block."""
+    from myopia.experiments._head_roles_figures import top_group
+
+    def row(layer, head, prev, ind):
+        return {"layer": layer, "head": head, "previous": prev, "induction": ind,
+                "d_own": 0.1, "d_future": 0.0 if layer == 1 else 0.3, "d_full": 0.4}
+
+    rows = [row(0, 0, 0.5, 0.0), row(0, 1, 0.2, 0.1), row(1, 0, 0.9, 0.6), row(1, 1, 0.1, 0.3)]
+    prev, ind = top_group(rows, "previous", 2), top_group(rows, "induction", 2)
+    assert prev["heads"] == [[0, 0], [0, 1]] and prev["future_fraction"] == pytest.approx(0.75)
+    assert ind["heads"] == [[1, 0], [1, 1]]
+    one_block = [r | {"layer": 0} for r in rows[2:]]
+    assert top_group(one_block, "previous", 1)["heads"] == [[0, 0]]

@@ -27,9 +27,22 @@ def matrix(rows: list[dict], key: str) -> list[list[float]]:
     return m
 
 
+def ranked(role: str, layer: int, n_layers: int) -> bool:
+    """Whether a head in ``layer`` is ranked for ``role``. Previous-token heads are ranked outside
+    the last block: no later block reads its heads, so their Δfuture is 0 by construction (a
+    one-block model keeps all its heads)."""
+    return role != "previous" or n_layers == 1 or layer < n_layers - 1
+
+
+def top_heads(rows: list[dict], role: str, k: int) -> list[dict]:
+    """The k ranked heads (see :func:`ranked`) with the highest ``role`` score."""
+    n_layers = 1 + max(r["layer"] for r in rows)
+    return sorted((r for r in rows if ranked(role, r["layer"], n_layers)), key=lambda r: -r[role])[:k]
+
+
 def top_group(rows: list[dict], score: str, k: int) -> dict[str, Any]:
-    """The k heads with the highest ``score``: their ids, mean score and mean loss changes."""
-    top = sorted(rows, key=lambda r: -r[score])[:k]
+    """The top k heads for ``score``: their ids, mean score and mean loss changes."""
+    top = top_heads(rows, score, k)
     out: dict[str, Any] = {"heads": [[r["layer"], r["head"]] for r in top], "score": _mean([r[score] for r in top])}
     for mode in ("own", "future", "full"):
         out[mode] = _mean([r[f"d_{mode}"] for r in top])
@@ -80,7 +93,7 @@ def usefulness_figure(model: str, data: str, rows: list[dict], k: int):
     ys = [r["d_future"] for r in rows]
     ax.scatter(xs, ys, s=12, color="#bbbbbb", label="all heads")
     for role, color in _ROLE_COLORS.items():
-        top = sorted(rows, key=lambda r: -r[role])[:k]
+        top = top_heads(rows, role, k)
         ax.scatter([r["d_own"] for r in top], [r["d_future"] for r in top], s=40, color=color, label=f"top {k} {role}")
         for r in top:
             ax.annotate(f"L{r['layer']}H{r['head']}", (r["d_own"], r["d_future"]), fontsize=7, color=color)

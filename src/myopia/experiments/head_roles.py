@@ -21,10 +21,10 @@ what the text itself predicts):
 Headline figures (``summary.json``, per model under ``models``, per data set under ``data``):
 ``previous``, ``duplicate``, ``induction`` (layer x head score matrices); ``top_previous`` and
 ``top_induction``: the ``top_k`` heads with the highest score on that data set (``heads``
-as [layer, head]; previous-token heads outside the last block, which no later block reads, so
-its heads' Δfuture is 0 by construction), their mean ``score``, mean loss increases ``own``, ``future``, ``full`` and
-``future_fraction`` = mean of Δfuture / (|Δown| + |Δfuture|) (1: useful only to later positions,
-−1/… when removal helps); ``clean_loss``. The seed's claim predicts future_fraction near 1 for
+as [layer, head]; previous-token heads are taken outside the last block, whose heads no later
+block reads, so their Δfuture is 0 by construction), their mean ``score``, mean loss increases
+``own``, ``future``, ``full`` and ``future_fraction`` = mean of Δfuture / (|Δown| + |Δfuture|)
+(1: useful only to later positions, −1/… when removal helps); ``clean_loss``. The seed's claim predicts future_fraction near 1 for
 previous-token heads and lower for induction heads.
 """
 
@@ -192,18 +192,12 @@ def _heads_to_ablate(scores: dict, spec: HeadRolesSpec, n_layers: int, n_heads: 
         return set()
     if spec.ablate == "all":
         return {(layer, h) for layer in range(n_layers) for h in range(n_heads)}
-    from ._head_roles_figures import ranked
+    from ._head_roles_figures import top_heads
 
-    chosen = set()
-    for role in ("previous", "induction"):
-        s = scores[role].clone()  # (L, H)
-        for layer in range(n_layers):
-            if not ranked(role, layer, n_layers):
-                s[layer] = float("-inf")
-        flat = s.flatten()  # (L*H,)
-        for i in flat.argsort(descending=True)[: spec.top_k].tolist():
-            chosen.add((i // n_heads, i % n_heads))
-    return chosen
+    roles = ("previous", "induction")
+    heads = [{"layer": layer, "head": h, **{role: float(scores[role][layer, h]) for role in roles}}
+             for layer in range(n_layers) for h in range(n_heads)]
+    return {(r["layer"], r["head"]) for role in roles for r in top_heads(heads, role, spec.top_k)}
 
 
 def _sequences(tokenizer, model, spec: HeadRolesSpec, data: str):

@@ -33,7 +33,6 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _markdown import machine, write_section  # noqa: E402
-
 from myopia.objectives import MultiToken, get_objective  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

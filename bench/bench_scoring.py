@@ -21,7 +21,6 @@ import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _markdown import machine, write_section  # noqa: E402
-
 from myopia.models import SamplingParams, load_model  # noqa: E402
 
 LONG_CONTEXT = (

@@ -22,7 +22,6 @@ matmul parameters (non-embedding + the output projection; PaLM's convention).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -34,9 +33,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _markdown import machine, write_section  # noqa: E402
-
-from myopia.lab import ModelSpec, TrainConfig, build_config, make_optimizer, train_step  # noqa: E402
-from myopia.lab._train import Dist, for_training  # noqa: E402
+from myopia.lab import Dist, ModelSpec, Run, TrainConfig, build_config, make_optimizer, train_step  # noqa: E402
+from myopia.lab._train import for_training  # noqa: E402
 from myopia.objectives import get_objective  # noqa: E402
 from myopia.tasks import Batch, Task  # noqa: E402
 
@@ -195,7 +193,8 @@ def bench_shape(preset: str, vocab: int, seq: int, batch: int, rounds: int, step
     spec = ModelSpec(name=preset)
     hf_cfg = build_config(spec, vocab_size=vocab, seq_len=seq, tie=True)
     L, d, H = hf_cfg.num_hidden_layers, hf_cfg.hidden_size, hf_cfg.num_attention_heads
-    cfg = TrainConfig(model=spec, batch_size=batch, lr=1e-3, schedule="constant", warmup_steps=0, grad_clip=1.0)
+    cfg = TrainConfig(model=spec, batch_size=batch, lr=1e-3, schedule="constant", warmup_steps=0, grad_clip=1.0,
+                      dtype="bfloat16" if bf16 else "float32")
 
     from transformers import AutoModelForCausalLM
 
@@ -225,8 +224,10 @@ def bench_shape(preset: str, vocab: int, seq: int, batch: int, rounds: int, step
     def autocast():
         return torch.autocast(device.split(":")[0], dtype=dtype, enabled=bf16)
 
+    run = Run(cfg, None, device, Dist(), task, objective, hf, module, opt, params)
+
     def lab_step():
-        train_step(module, objective, task, b, opt, params, cfg, 0, Dist(), hf, autocast)
+        train_step(run, b, 0)
 
     def ref_step():
         with autocast():

@@ -59,7 +59,7 @@ def smollm():
 @pytest.fixture
 def shakespeare_cache(tmp_path, monkeypatch):
     from myopia import UserError
-    from myopia.tasks import shakespeare_files
+    from myopia.data import shakespeare_files
 
     try:
         shakespeare_files()

@@ -45,7 +45,7 @@ def main() -> None:
 def _register() -> None:
     from .lab._cli import train
     from .models._cli import models, score
-    from .experiments._cli import report, run
+    from .runs._cli import report, run
 
     for cmd in (models, score, run, report, train):
         main.add_command(cmd)

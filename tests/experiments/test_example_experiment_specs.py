@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from myopia.experiments._runner import resolve_spec
+from myopia.runs import resolve_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPECS = [p for p in sorted(EXAMPLES.glob("*.toml")) if "experiment" in tomllib.loads(p.read_text())]

@@ -10,8 +10,7 @@ import math
 
 import pytest
 
-from myopia.experiments import run
-from myopia.experiments._io import read_parquet
+from myopia._io import read_parquet
 from myopia.experiments.forced_choice._core import exact_class_probabilities
 from myopia.experiments.forced_choice._spec import default_variants
 from myopia.models._llama_server import (
@@ -20,6 +19,7 @@ from myopia.models._llama_server import (
     llama_server,
     llama_server_available,
 )
+from myopia.runs import run
 
 FRAME = "Q: {prompt}\nA:"  # forced-choice's default frame
 

@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from myopia import UserError
-from myopia.lab import TrainConfig, apply_set, build_config, lr_at, parse_value, presets
+from myopia._toml import parse_value
+from myopia.lab import TrainConfig, apply_set, build_config, lr_at, presets
 from myopia.lab._config import ModelSpec
 
 

@@ -14,6 +14,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from openai_fakes import start_fake_server
 
 from myopia.models._llama_server import (
     INSTALL_HINT,
@@ -21,7 +22,6 @@ from myopia.models._llama_server import (
     llama_server_available,
 )
 from myopia.models._llama_server import llama_server as serve
-from openai_fakes import start_fake_server
 
 
 @pytest.fixture(scope="session")

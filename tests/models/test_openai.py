@@ -8,13 +8,12 @@ import socket
 import time
 
 import pytest
+from openai_fakes import UNKNOWN_LOGPROB, free_port, toy_logprob, toy_row, toy_tokens
 
 from myopia._errors import UserError
-from myopia.models._base import Prompt, SamplingParams
 from myopia.experiments.forced_choice._core import ExactClass, exact_class_probabilities
+from myopia.models._base import Prompt, SamplingParams
 from myopia.models._openai import OpenAIModel, load_openai, parse_spec
-
-from openai_fakes import UNKNOWN_LOGPROB, free_port, toy_logprob, toy_row, toy_tokens
 
 
 def _model(spec: str, **opts) -> OpenAIModel:

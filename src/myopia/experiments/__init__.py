@@ -1,23 +1,23 @@
-"""Experiments: registered by name, each a typed spec expanded into cells, ending in a report."""
+"""Experiments: each a typed spec expanded into cells, ending in a typed headline and a report.
 
-from ._base import Cell, CellContext, Experiment, experiment_names, get_experiment, register
-from ._runner import RunResult, load_run, rerender, resolve_spec, run
-from ._spec import Spec
-from ._suite import run_suite, suites
+One folder per experiment (``myopia.experiments.<name>``), registered by name in
+:data:`EXPERIMENTS`; running them is :mod:`myopia.runs`' job.
+"""
+
+from ._base import Cell, CellContext, Experiment, Frame, Headline, Spec, TableRow, Tables, slug
+from ._registry import EXPERIMENTS, experiment_names, get_experiment
 
 __all__ = [
+    "EXPERIMENTS",
     "Cell",
     "CellContext",
     "Experiment",
-    "RunResult",
-        "Spec",
+    "Frame",
+    "Headline",
+    "Spec",
+    "TableRow",
+    "Tables",
     "experiment_names",
     "get_experiment",
-    "load_run",
-    "register",
-    "rerender",
-    "resolve_spec",
-    "run",
-    "run_suite",
-    "suites",
+    "slug",
 ]

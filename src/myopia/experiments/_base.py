@@ -1,17 +1,62 @@
-"""The central nouns: an :class:`Experiment` is a spec, the cells it expands to, and the
-metrics and report it makes of their results.
+"""The central nouns: an :class:`Experiment` is a typed :class:`Spec`, the :class:`Cell` s it
+expands to, and the typed :class:`Headline` (``summary.json``) and report it makes of their
+results.
 
-A cell is the unit of work that is saved as soon as it finishes: a (model x condition x
-seed) combination. A run that is interrupted resumes at the first unfinished cell.
+A cell is the unit of work that is saved as soon as it finishes: a (model x condition x seed)
+combination. A run that is interrupted resumes at the first unfinished cell. The run machinery
+that does this lives in :mod:`myopia.runs`; an experiment only says what to compute.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Annotated, Any, Callable, ClassVar
 
-from .._errors import UserError
-from ._spec import Spec
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+from ..models import WhiteBoxModel
+
+
+class Spec(BaseModel):
+    """Base class of every experiment's spec: unknown fields are errors. ``experiment`` is the
+    registered name (filled in from the registry, which names every experiment once)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    experiment_name: ClassVar[str] = ""  # set by the registry
+
+    experiment: str = ""
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("experiment") and cls.experiment_name:
+            return {**data, "experiment": cls.experiment_name}
+        return data
+
+    @model_validator(mode="after")
+    def _same_name(self) -> "Spec":
+        want = type(self).experiment_name
+        if want and self.experiment != want:
+            raise ValueError(f"experiment must be {want!r} for this spec, got {self.experiment!r}")
+        return self
+
+
+def _one_prompt_slot(v: str) -> str:
+    if v.count("{prompt}") != 1:
+        raise ValueError("frame must contain {prompt} exactly once")
+    return v
+
+
+Frame = Annotated[str, AfterValidator(_one_prompt_slot)]
+"""A plain-text frame for base models: a string with exactly one ``{prompt}``."""
+
+
+def slug(name: str, limit: int = 60) -> str:
+    """A model spec or other name as a folder-safe cell id part (``lab:runs/x`` -> ``lab_runs_x``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:limit]
 
 
 @dataclass(frozen=True)
@@ -22,23 +67,80 @@ class Cell:
 
 
 Tables = dict[str, list[dict]]  # table name -> records
+Progress = Callable[..., None]  # progress(advance=1, total=None, note=None)
+
+
+class CellContext:
+    """What a cell gets besides its spec: models (loaded once, shared by consecutive cells), a
+    progress callback, and a private work directory (for checkpoints a cell trains; kept, so a
+    resumed cell can pick up a half-trained model there)."""
+
+    def __init__(self, model_pool, progress: Progress | None = None, work_dir: Path | None = None):
+        self._pool = model_pool
+        self.progress = progress or (lambda advance=1, total=None, note=None: None)
+        self.work_dir = work_dir
+
+    def model(self, spec: str):
+        """The :class:`~myopia.models.LanguageModel` for a model spec."""
+        return self._pool.get(spec)
+
+    def white_box(self, spec: str, experiment: str) -> WhiteBoxModel:
+        """The model as a :class:`~myopia.models.WhiteBoxModel`; a black-box model is refused with
+        one line naming ``experiment``."""
+        return self.model(spec).white_box(experiment)
+
+
+class TableRow(BaseModel):
+    """One row of an end-of-run table: each field is a column, titled by its ``title`` (or its
+    name), in declaration order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def header(cls) -> list[str]:
+        return [f.title or name for name, f in cls.model_fields.items()]
+
+    def cells(self) -> list[Any]:
+        return [getattr(self, name) for name in type(self).model_fields]
+
+
+class Headline(BaseModel):
+    """An experiment's headline figures: the schema of ``summary.json``. Subclasses declare the
+    figures as typed fields and say which rows the end-of-run table shows (:meth:`rows`); the
+    table's columns are those rows' fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    experiment: str = ""
+    spec_hash: str = ""
+
+    def rows(self) -> list[TableRow]:
+        return []
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        rows = self.rows()
+        if not rows:
+            return [], []
+        return type(rows[0]).header(), [r.cells() for r in rows]
 
 
 class Experiment:
-    """Subclass and register with :func:`register`.
+    """One experiment, registered by name in :mod:`myopia.experiments._registry`.
 
-    - ``name``: what ``myopia run NAME`` accepts; ``spec_cls``: its typed spec, whose
-      defaults are the published default experiment; ``quick``: overrides for the quick suite.
-    - ``cells(spec)``: the work; ``run_cell(cell, spec, ctx)``: one piece of it, returning
-      tables of records; ``summarize`` and ``report``: from the merged tables only, so
-      ``myopia report`` can redo them without recomputing anything.
+    - ``spec_cls``: its typed spec, whose defaults are the published default experiment;
+      ``summary_cls``: its typed headline; ``quick``: overrides for the quick suite (None = not
+      in it), ``quick_order`` its place there;
+    - ``cells(spec)``: the work; ``run_cell(cell, spec, ctx)``: one piece of it, returning tables
+      of records; ``summarize`` and ``report``: from the merged tables only, so ``myopia report``
+      can redo them without recomputing anything.
     """
 
-    name: ClassVar[str]
+    name: ClassVar[str] = ""  # set by the registry
     spec_cls: ClassVar[type[Spec]]
-    summary: ClassVar[str] = ""  # one line, shown by `myopia run --help`
-    quick: ClassVar[dict[str, Any] | None] = None  # overrides for the quick suite; None = not in it
-    quick_order: ClassVar[int] = 100  # position in the quick suite
+    summary_cls: ClassVar[type[Headline]]
+    about: ClassVar[str] = ""  # one line, shown by `myopia run --help`
+    quick: ClassVar[dict[str, Any] | None] = None
+    quick_order: ClassVar[int] = 100
 
     def cells(self, spec: Spec) -> list[Cell]:
         raise NotImplementedError
@@ -46,62 +148,30 @@ class Experiment:
     def check(self, spec: Spec) -> None:
         """Validate what the spec names (models, files) before any work starts."""
 
-    def run_cell(self, cell: Cell, spec: Spec, ctx: "CellContext") -> Tables:
+    def run_cell(self, cell: Cell, spec: Spec, ctx: CellContext) -> Tables:
         raise NotImplementedError
 
-    def summarize(self, tables: Tables, spec: Spec) -> dict:
-        """Headline figures, machine-readable (written to summary.json)."""
-        return {}
+    def summarize(self, tables: Tables, spec: Spec) -> Headline:
+        """The headline figures, from the merged tables alone."""
+        raise NotImplementedError
 
-    def summary_rows(self, summary: dict) -> tuple[list[str], list[list[Any]]]:
-        """(header, rows) of the one-screen table shown at the end of a run."""
-        return [], []
-
-    def report(self, tables: Tables, spec: Spec, summary: dict, section) -> None:
+    def report(self, tables: Tables, spec: Spec, summary: Headline, section) -> None:
         """Fill a :class:`myopia.report.Section` with tables and figures."""
 
 
-class CellContext:
-    """What a cell gets besides its spec: the loaded model, a progress callback, and a
-    private work directory (for checkpoints a cell trains; kept, so a resumed cell can
-    pick up a half-trained model there)."""
+def untyped_headline(rows) -> type[Headline]:  # TRANSITIONAL (issue 10): replaced by typed headlines
+    """A headline class that accepts any keys; ``rows(summary_dict)`` gives the end-of-run table."""
 
-    def __init__(self, model_pool, progress=None, work_dir=None):
-        self._pool = model_pool
-        self.progress = progress or (lambda advance=1, total=None, note=None: None)
-        self.work_dir = work_dir
+    class Untyped(Headline):
+        model_config = ConfigDict(extra="allow")
 
-    def model(self, spec: str):
-        return self._pool.get(spec)
+        def table(self):
+            return rows(self.model_dump())
 
+        def __getitem__(self, key):
+            return self.model_dump()[key]
 
-_REGISTRY: dict[str, type[Experiment]] = {}
+        def get(self, key, default=None):
+            return self.model_dump().get(key, default)
 
-
-def register(cls: type[Experiment]) -> type[Experiment]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get_experiment(name: str) -> Experiment:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise UserError(f"unknown experiment {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]()
-
-
-def experiment_names() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin() -> None:
-    """Import every public module or package in myopia.experiments: each registers itself."""
-    import importlib
-    import pkgutil
-
-    from .. import experiments
-
-    for info in pkgutil.iter_modules(experiments.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{experiments.__name__}.{info.name}")
+    return Untyped

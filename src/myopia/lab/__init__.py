@@ -5,13 +5,16 @@ objective on a task; the result is an ordinary Hugging Face checkpoint.
     result = train(TrainConfig(task="precache", objective="myopic", out="runs/p"))
 """
 
-from ._checkpoint import latest_checkpoint
-from ._config import ModelSpec, TrainConfig, apply_set, lr_at, parse_value, set_path
-from ._models import SHAPES, build_config, build_model, count_parameters, presets
-from ._train import TrainResult, make_optimizer, train, train_step
+from ._checkpoint import latest_checkpoint, read_log
+from ._config import ModelSpec, TrainConfig, apply_set, lr_at
+from ._models import SHAPES, build_config, build_model, count_parameters, is_preset, presets
+from ._setting import TrainSetting, over_defaults, train_cell, train_config
+from ._train import Dist, Run, TrainResult, make_optimizer, train, train_step
 
 __all__ = [
+    "Dist",
     "ModelSpec",
+    "Run",
     "SHAPES",
     "TrainConfig",
     "TrainResult",
@@ -19,12 +22,16 @@ __all__ = [
     "build_config",
     "build_model",
     "count_parameters",
+    "TrainSetting",
+    "is_preset",
     "latest_checkpoint",
     "lr_at",
     "make_optimizer",
-    "parse_value",
+    "over_defaults",
     "presets",
-    "set_path",
+    "read_log",
+    "train_cell",
+    "train_config",
     "train",
     "train_step",
 ]

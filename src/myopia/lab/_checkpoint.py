@@ -26,27 +26,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._errors import UserError
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from .._io import atomic_path, write_parquet_atomic, write_text_atomic
 
 
 def write_log(path: Path, rows: list[dict]) -> None:
-    """Rows (dicts; missing keys become nulls) -> Parquet, atomically."""
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    table = pa.table({k: [r.get(k) for r in rows] for k in keys}) if rows else pa.table({"step": pa.array([], pa.int64())})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    """Rows (dicts; missing keys become nulls) -> Parquet, atomically (an empty log keeps a
+    ``step`` column)."""
+    if rows:
+        write_parquet_atomic(path, rows)
+        return
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table({"step": pa.array([], pa.int64())}), tmp)
 
 
 def read_log(path: Path) -> list[dict]:
@@ -105,7 +95,7 @@ def save_checkpoint(out: Path, step: int, model, objective, module, optimizer, t
     if final.exists():  # left by an earlier attempt that died before updating `latest`
         shutil.rmtree(final)
     os.rename(tmp, final)
-    atomic_write_text(root / "latest", final.name + "\n")
+    write_text_atomic(root / "latest", final.name + "\n")
     _prune(root, keep)
     return final
 

@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 
 from .._errors import UserError
+from .._io import write_text_atomic
 from ..tasks import Batch, task_from_config
-from ._checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint, save_model, write_log
+from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model, write_log
 from ._config import TrainConfig, lr_at, validate
 from ._models import build_model, count_parameters
 from ._progress import progress_bar
@@ -125,8 +126,10 @@ def make_optimizer(module: torch.nn.Module, cfg: TrainConfig) -> tuple[torch.opt
     return opt, decay + no_decay
 
 
-def train_step(module, objective, task, batch: Batch, optimizer, params, cfg: TrainConfig, step: int, ddp: Dist, model, autocast) -> dict[str, float]:
-    """One optimizer step on this rank's slice ``batch``; returns metrics averaged over ranks."""
+def train_step(run: "Run", batch: Batch, step: int) -> dict[str, float]:
+    """One optimizer step of ``run`` on this rank's slice ``batch``; returns metrics averaged
+    over ranks."""
+    cfg, params, optimizer = run.cfg, run.params, run.optimizer
     lr = lr_at(cfg, step)
     for g in optimizer.param_groups:
         g["lr"] = lr
@@ -135,13 +138,13 @@ def train_step(module, objective, task, batch: Batch, optimizer, params, cfg: Tr
     totals: dict[str, float] = {}
     device = params[0].device
     for i in range(cfg.grad_accum):
-        mb = task.embed(batch.rows(i * micro, (i + 1) * micro).to(device), model)
-        with autocast():
-            m = objective.forward_backward(module, mb, task.loss, loss_scale=1.0 / cfg.grad_accum)
+        mb = run.task.embed(batch.rows(i * micro, (i + 1) * micro).to(device), run.model)
+        with run.autocast():
+            m = run.objective.forward_backward(run.module, mb, run.task.loss, loss_scale=1.0 / cfg.grad_accum)
         for k, v in m.items():
             totals[k] = totals.get(k, 0.0) + v / cfg.grad_accum
-    ddp.all_reduce_grads(params)
-    metrics = ddp.mean(totals, device)
+    run.ddp.all_reduce_grads(params)
+    metrics = run.ddp.mean(totals, device)
     if not all(math.isfinite(v) for v in metrics.values()):
         return metrics  # the caller stops before the update
     clip = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
@@ -199,15 +202,16 @@ def _write_final(out: Path, model, objective, module, task, log: list[dict], res
             os.replace(f, out / f.name)
     shutil.rmtree(tmp, ignore_errors=True)
     write_log(out / "train_log.parquet", log)
-    atomic_write_text(out / "result.json", json.dumps(asdict(result), indent=2) + "\n")
+    write_text_atomic(out / "result.json", json.dumps(asdict(result), indent=2) + "\n")
 
 
 @dataclass
-class _Run:
-    """Everything one training run holds."""
+class Run:
+    """Everything one training run holds: config, device, process group, task, objective, the
+    model and the module the objective trains (the model plus any extra heads), the optimizer."""
 
     cfg: TrainConfig
-    out: Path
+    out: Path | None
     device: str
     ddp: Dist
     task: object
@@ -227,7 +231,7 @@ class _Run:
         return str(path)
 
 
-def _start(cfg: TrainConfig) -> _Run:
+def _start(cfg: TrainConfig) -> Run:
     """Device, process group, task, objective and output folder (spec written by rank 0)."""
     from ..objectives import get_objective
 
@@ -247,10 +251,10 @@ def _start(cfg: TrainConfig) -> _Run:
     task.set_data_variant(objective.data_variant)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    return _Run(cfg, out, device, ddp, task, objective)
+    return Run(cfg, out, device, ddp, task, objective)
 
 
-def _build(run: _Run) -> None:
+def _build(run: Run) -> None:
     model, _ = build_model(run.cfg.model, run.task, run.cfg.seed)
     for_training(model)
     run.model = model.to(run.device)
@@ -258,7 +262,7 @@ def _build(run: _Run) -> None:
     run.optimizer, run.params = make_optimizer(run.module, run.cfg)
 
 
-def _loop(run: _Run, start: int, end: int, log: list[dict], last_good: str | None) -> None:
+def _loop(run: Run, start: int, end: int, log: list[dict], last_good: str | None) -> None:
     """Steps ``start..end-1``: the update, the log row, evals and checkpoints."""
     cfg, ddp = run.cfg, run.ddp
     eval_set = run.task.eval_batches(cfg.eval_batches, cfg.batch_size)
@@ -268,7 +272,7 @@ def _loop(run: _Run, start: int, end: int, log: list[dict], last_good: str | Non
         for step in range(start, end):
             t0 = time.perf_counter()
             batch = run.task.train_batch(step, cfg.batch_size, cfg.seed).rows(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
-            m = train_step(run.module, run.objective, run.task, batch, run.optimizer, run.params, cfg, step, ddp, run.model, run.autocast)
+            m = train_step(run, batch, step)
             bad = [k for k, v in m.items() if not math.isfinite(v)]
             if bad:
                 raise UserError(
@@ -312,8 +316,8 @@ def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> Train
     if run.ddp.rank == 0:
         for stale in run.out.glob(".tmp-final-*"):  # a final save that was killed midway
             shutil.rmtree(stale, ignore_errors=True)
-        atomic_write_text(run.out / "spec.json", json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
-        atomic_write_text(run.out / "spec.toml", cfg.to_toml())
+        write_text_atomic(run.out / "spec.json", json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+        write_text_atomic(run.out / "spec.toml", cfg.to_toml())
     _build(run)
     start, log = 0, []
     ckpt = latest_checkpoint(run.out)

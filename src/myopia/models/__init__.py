@@ -9,8 +9,10 @@ from ._base import (
     SamplingParams,
     ScoredContinuation,
     TokenScore,
+    WhiteBoxModel,
 )
-from ._load import BUNDLED, available_models, check_spec, load_hf_model, load_model, parse_spec
+from ._framing import ChatMode, draw_samples, frame_prompt, sample_texts, use_chat
+from ._load import BUNDLED, available_models, check_spec, load_hf_model, load_model, parse_spec, quiet_transformers
 
 __all__ = [
     "BUNDLED",
@@ -22,6 +24,13 @@ __all__ = [
     "SamplingParams",
     "ScoredContinuation",
     "TokenScore",
+    "WhiteBoxModel",
+    "ChatMode",
+    "draw_samples",
+    "frame_prompt",
+    "sample_texts",
+    "use_chat",
+    "quiet_transformers",
     "available_models",
     "check_spec",
     "load_hf_model",

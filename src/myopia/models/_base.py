@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from .._errors import UserError
 
@@ -141,6 +141,14 @@ class LanguageModel:
     def has_chat_template(self) -> bool:
         return False
 
+    def white_box(self, experiment: str = "this experiment") -> "WhiteBoxModel":
+        """This model as a :class:`WhiteBoxModel`, or one line naming ``experiment`` and what
+        would be accepted when the backend is black-box."""
+        if not isinstance(self, WhiteBoxModel):
+            self.require("white_box", experiment=experiment)
+            raise UserError(f"{experiment} needs white-box access, which model {self.name} does not offer")
+        return self
+
     def require(self, *needs: str, experiment: str = "this experiment") -> None:
         """Raise a clear error if this model lacks a capability an experiment needs."""
         missing = [n for n in needs if not getattr(self.capabilities, n)]
@@ -153,3 +161,32 @@ class LanguageModel:
 
     def close(self) -> None:
         """Release resources (server connections, memory)."""
+
+
+class WhiteBoxModel(LanguageModel):
+    """A model whose insides experiments may read: the torch module (hidden states, attention
+    patterns, gradients), its tokenizer, and scoring at the level of token ids.
+
+    Get one with :meth:`LanguageModel.white_box`, which refuses a black-box backend with one line.
+    """
+
+    model: Any  # the transformers causal LM (a torch.nn.Module)
+    tokenizer: Any  # its transformers tokenizer
+    device: Any  # the torch.device the model sits on
+    prefix_token_id: int | None  # what stands in for an empty context (BOS, else EOS)
+
+    def encode_context(self, context: Context) -> tuple[str, list[int]]:
+        """The rendered text and token ids of a context (BOS added where the model wants it)."""
+        raise NotImplementedError
+
+    def continuation_ids(self, context: Context, text: str) -> list[int]:
+        """Token ids of ``text`` as it would follow ``context``, aligned with :meth:`encode_context`."""
+        raise NotImplementedError
+
+    def score_ids(self, context: Context, continuations: Sequence[Sequence[int]]) -> list[ScoredContinuation]:
+        """Score continuations given as token ids, exactly as drawn (no text round trip)."""
+        raise NotImplementedError
+
+    def beam_search(self, context: Context, width: int, length: int) -> list[Sample]:
+        """The ``width`` best continuations of exactly ``length`` tokens by beam search."""
+        raise NotImplementedError

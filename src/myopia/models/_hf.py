@@ -36,12 +36,12 @@ from .._errors import UserError
 from ._base import (
     Capabilities,
     Context,
-    LanguageModel,
     Prompt,
     Sample,
     SamplingParams,
     ScoredContinuation,
     TokenScore,
+    WhiteBoxModel,
 )
 
 # Upper bound on the floats in one batch of log-probs (tokens x vocab): 512 MB in float32.
@@ -63,7 +63,7 @@ class _Request:
     cont_ids: list[int]
 
 
-class HFModel(LanguageModel):
+class HFModel(WhiteBoxModel):
     """A ``transformers`` causal LM with its tokenizer.
 
     ``model`` and ``tokenizer`` are ordinary ``transformers`` objects; use this class
@@ -361,9 +361,6 @@ class HFModel(LanguageModel):
         for row in seqs[:, len(ctx_ids) :].tolist():
             samples.append(Sample(context=text, text=self.tokenizer.decode(row), token_ids=row))
         return samples
-
-    def decode_tokens(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids))
 
     def close(self) -> None:
         self.model = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import UserError
+from .._io import cache_dir, write_json_atomic
 
 BACKENDS = {
     "hf": "hf:NAME_OR_PATH - any transformers causal LM (a hub name needs the network the first time)",
@@ -71,13 +72,6 @@ BUNDLED = {
 }
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("MYOPIA_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "myopia"
-    )
-    return Path(root)
-
-
 def parse_spec(spec: str) -> tuple[str, str]:
     """Split a model spec into (backend, argument); raise a UserError if it names nothing known."""
     if not isinstance(spec, str) or not spec.strip():
@@ -129,7 +123,7 @@ def load_model(spec: str, device: str | None = None, dtype: str | None = None, *
     return HFModel(model, tokenizer, name=spec, **kw)
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers' per-tensor loading bars and warnings drown our own output."""
     from transformers.utils import logging as hf_logging
 
@@ -142,7 +136,7 @@ def load_hf_model(spec: str, device: str | None = None, dtype: str | None = None
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
 
     backend, arg = check_spec(spec)
     if backend == "openai":
@@ -199,8 +193,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     table[key] = h.hexdigest()
-    from ..experiments._io import write_json_atomic
-
     write_json_atomic(memo, table)
     return table[key]
 

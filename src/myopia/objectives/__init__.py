@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from ._attention import BIGRAM, MYOPIC, MYOPIC_HIDDEN, register as _register_attention
+from ._attention import BIGRAM, MYOPIC, MYOPIC_HIDDEN
+from ._attention import register as _register_attention
 from ._base import Bigram, DataVariant, NextToken, Objective, masked_mean
 from ._hidden import install_hidden_hooks
 from ._mtp import HEADS_FILE, MultiToken, MultiTokenModel

@@ -10,8 +10,6 @@ the key/value it was handed. Reusing the model's own code covers every architect
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from .._errors import UserError

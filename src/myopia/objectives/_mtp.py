@@ -24,8 +24,6 @@ model); the extra heads go beside it in ``mtp_heads.safetensors``.
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -34,31 +32,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._errors import UserError
-from ._calls import recall
+from .._io import atomic_path
+from ..interp import decoder_layers, unembed
 from ._base import LossFn, Objective, masked_mean, set_attn_implementation
+from ._calls import recall
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel
 
 HEADS_FILE = "mtp_heads.safetensors"
-
-
-def _decoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
-    base = model.base_model
-    for name in ("layers", "h"):  # Llama/Gemma/Qwen/...: layers; GPT-2: h
-        layers = getattr(base, name, None)
-        if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
-            return layers
-    raise UserError(f"mtp:n cannot find the decoder layers of {type(model).__name__} (expected .layers or .h)")
-
-
-def _final_norm(model: PreTrainedModel) -> torch.nn.Module:
-    base = model.base_model
-    for name in ("norm", "ln_f", "final_layernorm"):
-        norm = getattr(base, name, None)
-        if isinstance(norm, torch.nn.Module):
-            return norm
-    raise UserError(f"mtp:n cannot find the final norm of {type(model).__name__} (expected .norm or .ln_f)")
 
 
 def _first(output: Any) -> torch.Tensor:
@@ -78,7 +60,7 @@ def trunk_layers(n_layers: int, n_heads: int) -> int:
 
 def _truncate_layers(model: PreTrainedModel, keep: int) -> list[torch.nn.Module]:
     """Remove the decoder layers after the first ``keep`` (config too); return the removed ones."""
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     removed = list(layers[keep:])
     del layers[keep:]
     model.config.num_hidden_layers = keep  # GPT-2's n_layer through its attribute map
@@ -95,9 +77,9 @@ class MultiTokenModel(torch.nn.Module):
         super().__init__()
         self.model = model
         if from_trunk:  # parameter-matched: the model's last n − 1 layers become the extra heads
-            heads = _truncate_layers(model, trunk_layers(len(_decoder_layers(model)), n_heads))
+            heads = _truncate_layers(model, trunk_layers(len(decoder_layers(model)), n_heads))
         else:  # added: copies of the last decoder layer (a good start when fine-tuning)
-            heads = [copy.deepcopy(_decoder_layers(model)[-1]) for _ in range(n_heads - 1)]
+            heads = [copy.deepcopy(decoder_layers(model)[-1]) for _ in range(n_heads - 1)]
         self.heads = torch.nn.ModuleList(heads)
 
     @property
@@ -109,11 +91,7 @@ class MultiTokenModel(torch.nn.Module):
 
     def unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Shared final norm and unembedding (with the model's logit soft-capping, if any)."""
-        logits = self.model.get_output_embeddings()(_final_norm(self.model)(hidden))  # (B, T', V)
-        cap = getattr(self.model.config, "final_logit_softcapping", None)
-        if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+        return unembed(self.model, hidden)  # (B, T', V)
 
     def head_logits(self, k: int, trunk: torch.Tensor, call: tuple[tuple, dict]) -> torch.Tensor:
         """Logits (B, T − k + 1, V) of head ``k`` >= 2 from the trunk output (B, T, d): only the
@@ -139,7 +117,7 @@ class MultiTokenModel(torch.nn.Module):
             record["leaf"] = args[0].detach().requires_grad_(True)
             return (record["leaf"], *args[1:]), kwargs
 
-        handle = _decoder_layers(self.model)[-1].register_forward_pre_hook(keep_input, with_kwargs=True)
+        handle = decoder_layers(self.model)[-1].register_forward_pre_hook(keep_input, with_kwargs=True)
         try:
             yield record
         finally:
@@ -206,14 +184,8 @@ class MultiToken(Objective):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         state = {name: t.detach().contiguous().cpu() for name, t in module.heads.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".mtp_heads.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"objective": self.name, "n_heads": str(self.n_heads)})
-            os.replace(tmp, out_dir / HEADS_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(out_dir / HEADS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"objective": self.name, "n_heads": str(self.n_heads)})
 
     def load_extra(self, module: MultiTokenModel, out_dir: str | Path) -> None:
         """Load the heads :meth:`save_extra` wrote into ``module``."""

@@ -14,6 +14,8 @@ from typing import Any
 
 import jinja2
 
+from ._format import fmt
+
 
 @dataclass
 class Table:
@@ -42,11 +44,11 @@ class Section:
         self.blocks.append(("code", (caption, text)))
 
     def table(self, header: list[str], rows: list[list[Any]], caption: str = "") -> None:
-        self.blocks.append(("table", Table(header, [[_fmt(v) for v in r] for r in rows], caption)))
+        self.blocks.append(("table", Table(header, [[fmt(v) for v in r] for r in rows], caption)))
 
     def figure(self, fig, caption: str = "") -> None:
         """Embed a matplotlib figure (closed afterwards)."""
-        import matplotlib.pyplot as plt
+        from ._plot import plt
 
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -77,10 +79,3 @@ class Report:
             generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         )
 
-
-def _fmt(v: Any) -> Any:
-    if isinstance(v, float):
-        if v != v:  # NaN
-            return "–"
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
-    return v

@@ -10,7 +10,7 @@ from ._base import Batch, Task, TaskConfig, greedy_complete
 from ._pathstar import PathStarConfig, PathStarTask
 from ._precache import PrecacheConfig, PrecacheTask
 from ._registry import TASKS, get_task, task_config, task_from_config, task_names
-from ._text import ShakespeareConfig, TextConfig, TextTask, shakespeare_files
+from ._text import ShakespeareConfig, TextConfig, TextTask
 
 __all__ = [
     "AdditionConfig",
@@ -28,7 +28,6 @@ __all__ = [
     "TextTask",
     "get_task",
     "greedy_complete",
-    "shakespeare_files",
     "task_config",
     "task_from_config",
     "task_names",

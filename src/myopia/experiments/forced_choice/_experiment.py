@@ -30,66 +30,36 @@ the pattern-sampled probability of the guess-0 answer with their Wilson interval
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from ..._errors import UserError
-from .._base import Cell, CellContext, Experiment, Tables, register
-from ._core import (
-    OTHER,
-    PatternClass,
-    classify_sample,
-    exact_class_probabilities,
-    sampled_class_probabilities,
-    wilson_interval,
-)
-from ._spec import ForcedChoiceSpec, Variant
-
-METHODS = ("exact", "sampled", "pattern")
-SAMPLE_BATCH = 256
+from ...models import SamplingParams, WhiteBoxModel, check_spec, draw_samples, frame_prompt
+from ...stats import wilson_interval
+from .._base import Cell, CellContext, Experiment, Tables, slug, untyped_headline
+from ._core import OTHER, PatternClass, classify_sample, exact_class_probabilities, sampled_class_probabilities
+from ._report import report
+from ._spec import QUICK, ForcedChoiceSpec, Variant
+from ._summary import summarize, summary_rows
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
-
-
-def use_chat(model, mode: str) -> bool:
-    if mode == "never":
-        return False
-    if mode == "always":
-        return True
-    return model.has_chat_template
-
-
-def build_prompt(model, variant: Variant, spec: ForcedChoiceSpec):
-    from ...models import Prompt
-
-    if use_chat(model, spec.chat):
-        return Prompt(variant.text, chat=True)
-    return Prompt(spec.frame.replace("{prompt}", variant.text))
-
-
-@register
 class ForcedChoice(Experiment):
-    name = "forced-choice"
     spec_cls = ForcedChoiceSpec
-    summary = "answer-class probabilities, exact and sampled: does P('0') drop when '0' means a random string? (seeds/001)"
-    quick = {"only": ["seed-zero", "seed-random"], "samples": 48, "max_tokens": 6}
+    summary_cls = untyped_headline(summary_rows)
+    about = "answer-class probabilities, exact and sampled: does P('0') drop when '0' means a random string? (seeds/001)"
+    quick = QUICK
     quick_order = 60
 
     def check(self, spec: ForcedChoiceSpec) -> None:
-        from ...models import check_spec
-
         for m in spec.models:
             check_spec(m)
 
     def cells(self, spec: ForcedChoiceSpec) -> list[Cell]:
-        return [Cell(id=f"{_safe(m)}__{v.name}", model=m, params={"variant": v.name})
+        return [Cell(id=f"{slug(m)}__{v.name}", model=m, params={"variant": v.name})
                 for m in spec.models for v in spec.active()]
 
     def run_cell(self, cell: Cell, spec: ForcedChoiceSpec, ctx: CellContext) -> Tables:
         model = ctx.model(cell.model)
         variant = next(v for v in spec.variants if v.name == cell.params["variant"])
-        prompt = build_prompt(model, variant, spec)
+        prompt = frame_prompt(model, variant.text, spec.chat, spec.frame)
         key = {"model": cell.model, "variant": variant.name}
         ctx.progress(0, total=2, note="exact")
         exact_rows, cont_rows, exact_status = _exact(model, prompt, variant, key)
@@ -102,20 +72,11 @@ class ForcedChoice(Experiment):
                 "samples": sample_rows, "prompts": [prompt_row]}
 
     # -- results --------------------------------------------------------------------
-    def summarize(self, tables: Tables, spec: ForcedChoiceSpec) -> dict:
-        from ._summary import summarize
+    def summarize(self, tables: Tables, spec: ForcedChoiceSpec):
+        return self.summary_cls(**summarize(tables, spec))
 
-        return summarize(tables, spec)
-
-    def summary_rows(self, summary: dict) -> tuple[list[str], list[list[Any]]]:
-        from ._summary import summary_rows
-
-        return summary_rows(summary)
-
-    def report(self, tables: Tables, spec: ForcedChoiceSpec, summary: dict, section) -> None:
-        from ._report import report
-
-        report(self, tables, spec, summary, section)
+    def report(self, tables: Tables, spec: ForcedChoiceSpec, summary, section) -> None:
+        report(tables, spec, summary.model_dump(), section)
 
 
 def _render(model, prompt) -> str:
@@ -151,8 +112,6 @@ def _exact(model, prompt, variant: Variant, key: dict) -> tuple[list[dict], list
 
 def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
              cell: Cell) -> tuple[list[dict], list[dict], str]:
-    from ...models import SamplingParams
-
     if spec.samples == 0:
         return [], [], "samples = 0"
     seed = spec.seed * 1_000_003 + sum(ord(ch) for ch in cell.id)
@@ -174,33 +133,17 @@ def _sampled(model, prompt, variant: Variant, key: dict, spec: ForcedChoiceSpec,
     return sample_rows, rows, "ok"
 
 
-def draw_samples(model, prompt, n: int, params, batch: int = SAMPLE_BATCH) -> list:
-    """``n`` completions drawn in batches of at most ``batch`` (a white-box backend keeps one
-    key/value cache row per sample; batch k is seeded with ``params.seed + k``)."""
-    from dataclasses import replace
-
-    out = []
-    for k, start in enumerate(range(0, n, batch)):
-        out += model.sample(prompt, min(batch, n - start), replace(params, seed=params.seed + k))
-    return out
-
-
-def sample_texts(model, prompt, n: int, params, batch: int = SAMPLE_BATCH) -> list[str]:
-    return [s.text for s in draw_samples(model, prompt, n, params, batch)]
-
-
 def _begins_with(model, prompt, drawn: list, variant: Variant) -> list[str]:
     """The exact classes' event on each sample: its *tokens* begin with the tokens of one of
     a class's continuations (as scored). Text matching would also count '"0",' for '"0"'
     although its last token '",' differs from the scored '"', which the exact figure does
     not include. Backends without token ids (``openai:``) fall back to the raw text
     (whitespace included), which counts such samples too."""
-    ids_of = getattr(model, "continuation_ids", None)
     classes = [c for c in variant.classes if c.continuations]
-    if ids_of is None or any(not s.token_ids for s in drawn):
+    if not isinstance(model, WhiteBoxModel) or any(not s.token_ids for s in drawn):
         return [next((c.name for c in classes if any(s.text.startswith(x) for x in c.continuations)), OTHER)
                 for s in drawn]
-    seqs = {c.name: [tuple(ids_of(prompt, x)) for x in c.continuations] for c in classes}
+    seqs = {c.name: [tuple(model.continuation_ids(prompt, x)) for x in c.continuations] for c in classes}
     return [next((name for name, ts in seqs.items() if any(tuple(s.token_ids[:len(t)]) == t for t in ts)), OTHER)
             for s in drawn]
 
@@ -231,5 +174,3 @@ def _class_row(key: dict, method: str, name: str, guess: str | None, p: float,
             "low": None if low is None else float(low), "high": None if high is None else float(high),
             "count": count, "n": n}
 
-
-__all__ = ["ForcedChoice", "ForcedChoiceSpec", "METHODS", "build_prompt", "draw_samples", "sample_texts", "use_chat"]

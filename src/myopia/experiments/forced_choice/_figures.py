@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ._core import OTHER  # noqa: E402
+from ...report import plt
+from ._core import OTHER
 
 STYLE = {"exact": dict(alpha=1.0, hatch=""), "sampled": dict(alpha=0.45, hatch=""),
          "pattern": dict(alpha=0.7, hatch="//")}

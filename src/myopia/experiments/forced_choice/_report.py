@@ -5,12 +5,12 @@ from __future__ import annotations
 from .._base import Tables
 from ._core import OTHER
 from ._spec import ForcedChoiceSpec
-from ._summary import _index, _models, answer_line
+from ._summary import _index, _models, answer_line, summary_rows
 
 METHOD_LABEL = {"exact": "exact", "sampled": "sampled (begins with)", "pattern": "sampled (strict pattern)"}
 
 
-def report(exp, tables: Tables, spec: ForcedChoiceSpec, summary: dict, section) -> None:
+def report(tables: Tables, spec: ForcedChoiceSpec, summary: dict, section) -> None:
     section.text(
         "Each answer class is measured three ways: 'exact' = the probability that the answer begins "
         "with one of the class's listed continuations (sum of their teacher-forced joint probabilities, "
@@ -20,7 +20,7 @@ def report(exp, tables: Tables, spec: ForcedChoiceSpec, summary: dict, section) 
         "random letter string alone on the first line of the answer). 'other' is the rest of the mass. Intervals "
         "are 95 % Wilson intervals. Tuned models are prompted through their chat template, base models "
         f"through the frame {spec.frame!r}; the exact prompts are below.")
-    section.table(*exp.summary_rows(summary), caption="Does P(guess-0 answer) drop when '0' must be answered "
+    section.table(*summary_rows(summary), caption="Does P(guess-0 answer) drop when '0' must be answered "
                   "with a random string? (strict pattern, sampled)")
     for a in summary["answers"]:
         section.text(answer_line(a))

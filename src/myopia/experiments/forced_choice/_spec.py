@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._spec import Frame, Spec
+from .._base import Frame, Spec
 from ._core import OTHER, ExactClass, PatternClass, check_prefix_free
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -125,7 +125,6 @@ def default_variants() -> list[Variant]:
 
 
 class ForcedChoiceSpec(Spec):
-    experiment: str = "forced-choice"
     models: list[str] = Field(default_factory=lambda: ["gemma-3-270m", "smollm2-135m-instruct"], min_length=1)
     variants: list[Variant] = Field(default_factory=default_variants, min_length=1)
     only: list[str] = Field(default_factory=list, description="run only these variants (names); empty = all")
@@ -156,3 +155,6 @@ class ForcedChoiceSpec(Spec):
 
     def active(self) -> list[Variant]:
         return [v for v in self.variants if not self.only or v.name in self.only]
+
+
+QUICK = {"only": ["seed-zero", "seed-random"], "samples": 48, "max_tokens": 6}

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...stats import wilson_interval
 from .._base import Tables
-from ._core import OTHER, wilson_interval
+from ._core import OTHER
 from ._spec import ForcedChoiceSpec
 
 

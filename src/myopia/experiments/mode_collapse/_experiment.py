@@ -32,33 +32,24 @@ the reply's first token) and its numbers sampled.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..._errors import UserError
-from .._base import Cell, CellContext, Experiment, Tables, register
-from ._spec import ModeCollapseSpec, load_text, text_id
+from ...data import mc_questions
+from ...models import SamplingParams, check_spec, frame_prompt, sample_texts, use_chat
+from .._base import Cell, CellContext, Experiment, Tables, slug, untyped_headline
+from ._measure import mc_records, n_windows, number_records, text_ids, token_stats
+from ._report import report
+from ._spec import QUICK, ModeCollapseSpec, load_text, text_id
+from ._summary import summarize, summary_rows
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
-
-
-def _use_chat(lm, mode: str) -> bool:
-    return mode == "always" or (mode == "auto" and lm.has_chat_template)
-
-
-@register
 class ModeCollapse(Experiment):
-    name = "mode-collapse"
     spec_cls = ModeCollapseSpec
-    summary = "base vs tuned: next-token entropy, calibration (text and multiple choice), random-number answers (seeds/000)"
-    quick = {"max_chars": 2000, "mc_limit": 12, "samples": 32, "max_tokens": 8,
-             "number_prompts": ["Pick a random number between 0 and 100."]}
+    summary_cls = untyped_headline(summary_rows)
+    about = "base vs tuned: next-token entropy, calibration (text and multiple choice), random-number answers (seeds/000)"
+    quick = QUICK
     quick_order = 61
 
     def check(self, spec: ModeCollapseSpec) -> None:
-        from ...models import check_spec
-
         for m in spec.models:
             check_spec(m)
         for t in spec.texts:
@@ -67,10 +58,10 @@ class ModeCollapse(Experiment):
     def cells(self, spec: ModeCollapseSpec) -> list[Cell]:
         out = []
         for m in spec.models:
-            out += [Cell(f"{_safe(m)}__text-{text_id(t)}", m, {"part": "text", "text": t}) for t in spec.texts]
+            out += [Cell(f"{slug(m)}__text-{text_id(t)}", m, {"part": "text", "text": t}) for t in spec.texts]
             if spec.multiple_choice:
-                out.append(Cell(f"{_safe(m)}__mc", m, {"part": "mc"}))
-            out += [Cell(f"{_safe(m)}__numbers-p{i}", m, {"part": "numbers", "prompt": i})
+                out.append(Cell(f"{slug(m)}__mc", m, {"part": "mc"}))
+            out += [Cell(f"{slug(m)}__numbers-p{i}", m, {"part": "numbers", "prompt": i})
                     for i in range(len(spec.number_prompts))]
         return out
 
@@ -89,8 +80,6 @@ class ModeCollapse(Experiment):
         return tables
 
     def _text(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
-        from ._measure import n_windows, text_ids, token_stats
-
         if not (lm.capabilities.next_token and lm.capabilities.white_box):
             raise UserError(
                 f"{self.name} (text entropy) needs the full next-token distribution at every token "
@@ -109,28 +98,21 @@ class ModeCollapse(Experiment):
         return {"tokens": tokens, "texts": [info]}
 
     def _mc(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
-        from ...data import mc_questions
-        from ._measure import mc_records
-
         lm.require("score", experiment=f"{self.name} (multiple choice)")
         questions = mc_questions()
         if spec.mc_limit:
             questions = questions[: spec.mc_limit]
         ctx.progress(0, total=1, note=f"{len(questions)} questions")
-        rows = mc_records(lm, questions, _use_chat(lm, spec.chat), {"model": cell.model})
+        rows = mc_records(lm, questions, use_chat(lm, spec.chat), {"model": cell.model})
         ctx.progress(1)
         return {"mc": rows}
 
     def _numbers(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
-        from ...models import Prompt, SamplingParams
-        from ..forced_choice._experiment import sample_texts
-        from ._measure import number_records
-
         lm.require("sample", experiment=f"{self.name} (random numbers)")
         i = cell.params["prompt"]
         text = spec.number_prompts[i]
-        chat = _use_chat(lm, spec.chat)
-        prompt = Prompt(text, chat=True) if chat else Prompt(spec.frame.replace("{prompt}", text))
+        chat = use_chat(lm, spec.chat)
+        prompt = frame_prompt(lm, text, spec.chat, spec.frame)
         ctx.progress(0, total=1, note=f"{spec.samples} samples")
         params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature,
                                 seed=spec.seed * 1_000_003 + 7919 * i + 1)
@@ -141,17 +123,8 @@ class ModeCollapse(Experiment):
                 "number_prompts": [{**key, "chat": chat, "rendered": lm.render(prompt)}]}
 
     # -- results --------------------------------------------------------------------
-    def summarize(self, tables: Tables, spec: ModeCollapseSpec) -> dict:
-        from ._summary import summarize
+    def summarize(self, tables: Tables, spec: ModeCollapseSpec):
+        return self.summary_cls(**summarize(tables, spec))
 
-        return summarize(tables, spec)
-
-    def summary_rows(self, summary: dict) -> tuple[list[str], list[list[Any]]]:
-        from ._summary import summary_rows
-
-        return summary_rows(summary)
-
-    def report(self, tables: Tables, spec: ModeCollapseSpec, summary: dict, section) -> None:
-        from ._report import report
-
-        report(self, tables, spec, summary, section)
+    def report(self, tables: Tables, spec: ModeCollapseSpec, summary, section) -> None:
+        report(tables, spec, summary.model_dump(), section)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ._core import reliability_bins  # noqa: E402
+from ...report import plt
+from ._core import reliability_bins
 
 
 def entropy_histograms(text: str, by_model: dict[str, list[dict]]):

@@ -6,12 +6,12 @@ import math
 
 from .._base import Tables
 from ._spec import ModeCollapseSpec
-from ._summary import _models
+from ._summary import _models, summary_rows
 
 KINDS = ("answer", "range_echo", "list", "out_of_range", "none")
 
 
-def report(exp, tables: Tables, spec: ModeCollapseSpec, summary: dict, section) -> None:
+def report(tables: Tables, spec: ModeCollapseSpec, summary: dict, section) -> None:
     section.text(
         "Base vs tuned on the same inputs. The models' tokenizers differ, so entropies and cross-entropies "
         "are compared per character and per byte (totals over the text divided by its length); the per-token "
@@ -20,7 +20,7 @@ def report(exp, tables: Tables, spec: ModeCollapseSpec, summary: dict, section) 
         "as '0 to 100' or a numbered list '1.' is not an answer); H(uniform) at n is the expected plug-in entropy "
         f"of as many uniform draws (log({spec.number_high - spec.number_low + 1}) = "
         f"{math.log(spec.number_high - spec.number_low + 1):.3f} nats is its limit).")
-    section.table(*exp.summary_rows(summary), caption="Entropy per character (nats), ECE, multiple choice and random numbers")
+    section.table(*summary_rows(summary), caption="Entropy per character (nats), ECE, multiple choice and random numbers")
     for s in summary["status"]:
         section.text(f"{s['model']} · {s['part']}: {s['status']}")
     _texts(tables, spec, summary, section)

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from ..._errors import UserError
-from .._spec import Frame, Spec
+from ...data import read_text
+from .._base import Frame, Spec
 
 NUMBER_PROMPTS = [
     "Pick a random number between 0 and 100.",
@@ -18,7 +19,6 @@ NUMBER_PROMPTS = [
 
 
 class ModeCollapseSpec(Spec):
-    experiment: str = "mode-collapse"
     models: list[str] = Field(default_factory=lambda: ["gemma-3-270m", "smollm2-135m-instruct"], min_length=1)
     texts: list[str] = Field(default_factory=lambda: ["shakespeare:hamlet", "prose"],
                              description='"shakespeare:PLAY", "prose" (shipped) or a path to a UTF-8 .txt file')
@@ -66,26 +66,9 @@ def text_id(name: str) -> str:
 
 def load_text(name: str, spec: ModeCollapseSpec) -> str:
     """The measured characters of a text (cut at a word boundary)."""
+    text = read_text(name, field="texts")
     if name.startswith("shakespeare:"):
-        from ...tasks._text import shakespeare_files
-
-        play = name.split(":", 1)[1]
-        plays = shakespeare_files()
-        if play not in plays:
-            raise UserError(f"unknown play {play!r} in texts; plays: {', '.join(plays)}")
-        text = plays[play].read_text(encoding="utf-8")[spec.skip_chars:]
-    elif name == "prose":
-        from ...data import prose
-
-        text = prose()
-    else:
-        p = Path(name).expanduser()
-        if not p.is_file():
-            raise UserError(f'text {name!r} is not "shakespeare:PLAY", "prose" or an existing .txt file')
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise UserError(f"{p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        text = text[spec.skip_chars:]
     text = text.strip()
     if len(text) > spec.max_chars:
         cut = text.rfind(" ", 0, spec.max_chars)
@@ -93,3 +76,7 @@ def load_text(name: str, spec: ModeCollapseSpec) -> str:
     if not text:
         raise UserError(f"text {name!r} is empty")
     return text
+
+
+QUICK = {"max_chars": 2000, "mc_limit": 12, "samples": 32, "max_tokens": 8,
+         "number_prompts": ["Pick a random number between 0 and 100."]}

@@ -1,0 +1,5 @@
+"""``head-roles`` (seeds/003): is a previous-token head useful at its own position, or for later ones?"""
+
+from ._experiment import HeadRoles, HeadRolesSpec
+
+__all__ = ["HeadRoles", "HeadRolesSpec"]

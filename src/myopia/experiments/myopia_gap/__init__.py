@@ -1,0 +1,5 @@
+"""``myopia-gap``: how much loss does a model lose when it cannot pre-cache? (Wu, Morris & Levine 2024)"""
+
+from ._experiment import GapSetting, MyopiaGap, MyopiaGapSpec
+
+__all__ = ["GapSetting", "MyopiaGap", "MyopiaGapSpec"]

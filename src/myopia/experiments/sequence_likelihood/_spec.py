@@ -1,0 +1,43 @@
+"""The sequence-likelihood spec: prompts, continuation length, how many samples and beams."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from .._base import Spec
+
+SEED_STORY = (
+    " little girl who was born with a very special gift. She could see things that others"
+    " could not. She could see the future, and she could see the past"
+)
+
+
+class SequenceLikelihoodSpec(Spec):
+    models: list[str] = Field(default_factory=lambda: ["gemma-3-270m", "smollm2-135m-instruct"], min_length=1)
+    prompts: list[str] = Field(
+        default_factory=lambda: [
+            "Once upon a time, there was a",
+            "The meaning of life is",
+            "My favourite thing about the city is",
+            "def fibonacci(n):",
+        ],
+        min_length=1,
+    )
+    length: int = Field(32, ge=1, le=512, description="tokens per continuation")
+    samples: int = Field(64, ge=1, le=4096)
+    temperature: float = Field(1.0, gt=0)
+    beam_width: int = Field(4, ge=1, le=64)
+    continuations: list[str] = Field(default_factory=lambda: [SEED_STORY])
+    degenerate: list[str] = Field(default_factory=lambda: [" a"])
+    chat: bool = Field(False, description="prompt models with a chat template through it")
+
+    @field_validator("prompts", "continuations", "degenerate")
+    @classmethod
+    def _no_empty(cls, v: list[str]) -> list[str]:
+        if any(not s for s in v):
+            raise ValueError("empty strings are not accepted")
+        return v
+
+
+
+QUICK = {"samples": 32, "prompts": ["Once upon a time, there was a", "The meaning of life is"]}

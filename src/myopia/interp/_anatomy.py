@@ -1,0 +1,110 @@
+"""Where the parts of a ``transformers`` causal LM are, and hooks on them.
+
+The stream notation used throughout myopia: ``h_0`` is the embeddings (the input of block 1),
+``h_l`` the residual stream after block ``l``, ``h_L`` the last block's output *before* the final
+norm. ``unembed(model, h_L)`` gives the model's logits.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from .._errors import UserError
+
+_BLOCKS = ("layers", "h", "blocks")  # Llama/Gemma/Qwen/...: layers; GPT-2: h
+_NORMS = ("norm", "ln_f", "final_layernorm")
+_OUT_PROJ = ("o_proj", "c_proj", "out_proj", "dense")
+
+
+def _blocks_name(model) -> str:
+    base = model.base_model
+    for name in _BLOCKS:
+        if isinstance(getattr(base, name, None), torch.nn.ModuleList):
+            return name
+    raise UserError(
+        f"cannot find the transformer blocks of {type(model).__name__} (expected .{', .'.join(_BLOCKS)} "
+        "on its base model); use a Llama-, Gemma- or GPT-2-style model"
+    )
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The list of transformer blocks of a causal LM (Llama, Gemma 3, GPT-2, ...)."""
+    return getattr(model.base_model, _blocks_name(model))
+
+
+def final_norm(model) -> torch.nn.Module:
+    """The norm applied to the last block's output before the unembedding."""
+    base = model.base_model
+    for name in _NORMS:
+        norm = getattr(base, name, None)
+        if isinstance(norm, torch.nn.Module):
+            return norm
+    raise UserError(f"cannot find the final norm of {type(model).__name__} (expected .{', .'.join(_NORMS)})")
+
+
+def logits_from_final(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits from final-normed hidden states (..., d): the unembedding, then the model's logit
+    soft-capping if it has one (Gemma 2/3)."""
+    logits = model.get_output_embeddings()(hidden)  # (..., V)
+    cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def unembed(model, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits from the last block's output h_L (..., d): final norm, unembedding, soft-capping."""
+    return logits_from_final(model, final_norm(model)(hidden))
+
+
+def head_geometry(model) -> tuple[int, int]:
+    """(number of attention heads, head dimension)."""
+    cfg = model.config.get_text_config()
+    n = cfg.num_attention_heads
+    return n, getattr(cfg, "head_dim", None) or cfg.hidden_size // n
+
+
+def output_projection(layer) -> torch.nn.Module:
+    """The module of a block whose input is the concatenated head outputs (B, T, H*hd)."""
+    attn = getattr(layer, "self_attn", None) or getattr(layer, "attn", None)
+    for name in _OUT_PROJ:
+        if attn is not None and hasattr(attn, name):
+            return getattr(attn, name)
+    raise UserError(f"cannot find the attention output projection of {type(layer).__name__}")
+
+
+@contextmanager
+def capture_residuals(model) -> Iterator[list[torch.Tensor]]:
+    """Collects [h_0, h_1, ..., h_L] (each (B, T, d)) of every forward pass inside the block."""
+    layers = decoder_layers(model)
+    states: list[torch.Tensor] = []
+
+    def before_first(module, args, kwargs):
+        states.append(args[0] if args else kwargs["hidden_states"])
+
+    def after(module, args, out):
+        states.append(out[0] if isinstance(out, tuple) else out)
+
+    hooks = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
+    hooks += [layer.register_forward_hook(after) for layer in layers]
+    try:
+        yield states
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@contextmanager
+def from_layer(model, start: int) -> Iterator[None]:
+    """While active, the model runs only blocks ``start..L``: its input (``inputs_embeds``) is
+    taken as the stream entering block ``start``."""
+    base, name = model.base_model, _blocks_name(model)
+    full = getattr(base, name)
+    setattr(base, name, torch.nn.ModuleList(list(full)[start:]))
+    try:
+        yield
+    finally:
+        setattr(base, name, full)

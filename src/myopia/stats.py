@@ -1,0 +1,54 @@
+"""Confidence intervals, one copy each, for every experiment's headline figures.
+
+- :func:`t_interval`: mean and 95% Student-t interval over seeds (or any small sample);
+- :func:`wilson_interval`: Wilson score interval of a binomial proportion (sampled answers).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# two-sided 95% quantiles of Student's t, df = 1..30 (beyond: the normal's 1.96 is within 2%)
+_T975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+T_INTERVAL = "95% t-interval over seeds (mean ± t(n-1)·sd/√n)"
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError("a t-interval needs at least two values")
+    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df  # 2.4/df: close to the exact tail
+
+
+def t_interval(values: list[float]) -> dict[str, Any]:
+    """Mean and 95% t-interval: mean ± t(n-1) · sd / √n (no interval for n = 1); None and
+    non-finite values are left out. Returns ``{"mean", "ci_low", "ci_high", "n"}``."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(xs)
+    if n == 0:
+        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
+    mean = sum(xs) / n
+    if n == 1:
+        return {"mean": mean, "ci_low": None, "ci_high": None, "n": 1}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = t_quantile(n - 1) * sd / math.sqrt(n)
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (``z=1.96``: 95 %)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, {n}], got {successes}")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))

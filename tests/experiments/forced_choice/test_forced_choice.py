@@ -1,0 +1,199 @@
+"""forced-choice through the experiment: exact classes against an independent forward pass,
+sampled classes against an independent recount and score-test inversion, refusals per cell,
+and a full run (run dir, summary.json, report) on tiny models with and without a chat template."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from myopia._io import read_parquet
+from myopia.models import Capabilities, LanguageModel
+from myopia.runs import run
+
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+VARIANTS = ('[{name="word", text="The cat sat", classes=['
+            '{name="one", continuations=[" on", " the"], pattern="on\\\\b", guess="1"},'
+            '{name="zero", continuations=[" a", "."], pattern="a\\\\b", guess="0"}]},'
+            '{name="rand", text="The dog", classes=['
+            '{name="one", continuations=[" sat"], pattern="sat", guess="1"},'
+            '{name="random", pattern="[a-z]{3,}", guess="0"}]}]')
+
+
+def _overrides(models: list[str], samples: int = 40) -> list[str]:
+    return [f"models={json.dumps(models)}", f"variants={VARIANTS}", 'compare=[["word", "rand"]]',
+            f"samples={samples}", "max_tokens=3", 'frame="Q: {prompt}\\nA:"']
+
+
+@pytest.fixture(scope="module")
+def chat_lm_dir(tmp_path_factory):
+    from lmfactory import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("chat-lm"), seed=1, chat_template=CHAT)
+
+
+@pytest.fixture(scope="module")
+def fc_run(tiny_lm_dir, chat_lm_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fc") / "run"
+    run("forced-choice", _overrides([f"hf:{tiny_lm_dir}", f"hf:{chat_lm_dir}"]), out=out)
+    return out
+
+
+def _reference_logprob(model_dir: str, rendered: str, continuation: str, special: bool) -> float:
+    """Joint log-prob by one plain forward pass over the jointly tokenized text."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    lm = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    ctx = tok(rendered, add_special_tokens=special)["input_ids"]
+    whole = tok(rendered + continuation, add_special_tokens=special)["input_ids"]
+    assert whole[: len(ctx)] == ctx
+    with torch.no_grad():
+        logp = torch.log_softmax(lm(torch.tensor([whole])).logits[0].double(), dim=-1)  # (T, V)
+    return math.fsum(logp[i - 1, whole[i]].item() for i in range(len(ctx), len(whole)))
+
+
+def test_exact_classes_equal_independent_sum_of_joint_probabilities(fc_run, tiny_lm_dir, chat_lm_dir):
+    classes = read_parquet(fc_run / "results" / "classes.parquet")
+    prompts = {(r["model"], r["variant"]): r for r in read_parquet(fc_run / "results" / "prompts.parquet")}
+    lists = {("word", "one"): [" on", " the"], ("word", "zero"): [" a", "."], ("rand", "one"): [" sat"]}
+    checked = 0
+    for d in (tiny_lm_dir, chat_lm_dir):
+        model = f"hf:{d}"
+        for variant in ("word", "rand"):
+            p = prompts[(model, variant)]
+            assert p["exact_status"] == "ok"
+            got = {r["class"]: r["probability"] for r in classes
+                   if r["model"] == model and r["variant"] == variant and r["method"] == "exact"}
+            total = 0.0
+            for (v, name), conts in lists.items():
+                if v != variant:
+                    continue
+                ref = math.fsum(math.exp(_reference_logprob(d, p["rendered"], c, special=not p["chat"]))
+                                for c in conts)
+                assert got[name] == pytest.approx(ref, rel=1e-4, abs=1e-9)
+                total += ref
+                checked += 1
+            assert got["other"] == pytest.approx(1 - total, abs=1e-6)
+    assert checked == 6
+
+
+def test_chat_model_gets_its_template_and_base_model_the_frame(fc_run, tiny_lm_dir, chat_lm_dir):
+    prompts = {r["model"]: r for r in read_parquet(fc_run / "results" / "prompts.parquet") if r["variant"] == "word"}
+    assert prompts[f"hf:{chat_lm_dir}"]["chat"] is True
+    assert prompts[f"hf:{chat_lm_dir}"]["rendered"] == "<|user|>The cat sat\n<|assistant|>"
+    assert prompts[f"hf:{tiny_lm_dir}"]["chat"] is False
+    assert prompts[f"hf:{tiny_lm_dir}"]["rendered"] == "Q: The cat sat\nA:"
+
+
+def _score_test_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Independent Wilson reference: the p where |k - n p| = z sqrt(n p (1 - p)), by bisection."""
+    def f(p):
+        return (k - n * p) ** 2 - z * z * n * p * (1 - p)
+
+    def root(a, b):
+        for _ in range(200):
+            m = (a + b) / 2
+            a, b = (m, b) if (f(a) > 0) == (f(m) > 0) else (a, m)
+        return (a + b) / 2
+
+    phat = k / n
+    return (0.0 if k == 0 else root(0.0, phat), 1.0 if k == n else root(phat, 1.0))
+
+
+def test_pattern_classes_recounted_with_wilson_intervals(fc_run, tiny_lm_dir):
+    model = f"hf:{tiny_lm_dir}"
+    samples = [r for r in read_parquet(fc_run / "results" / "samples.parquet")
+               if r["model"] == model and r["variant"] == "rand"]
+    assert len(samples) == 40
+    classes = {r["class"]: r for r in read_parquet(fc_run / "results" / "classes.parquet")
+               if r["model"] == model and r["variant"] == "rand" and r["method"] == "pattern"}
+    counts = {"one": 0, "random": 0, "other": 0}
+    for s in samples:
+        t = s["text"].lstrip()
+        label = "one" if re.match("sat", t) else "random" if re.match("[a-z]{3,}", t) else "other"
+        counts[label] += 1
+        assert s["pattern_class"] == label
+    for name, k in counts.items():
+        r = classes[name]
+        assert (r["count"], r["n"]) == (k, 40) and r["probability"] == pytest.approx(k / 40)
+        lo, hi = _score_test_interval(k, 40)
+        assert r["low"] == pytest.approx(lo, abs=1e-6) and r["high"] == pytest.approx(hi, abs=1e-6)
+    assert sum(counts.values()) == 40
+    # the exact classes' event on the samples: the tokens of " sat" after the frame (the
+    # tiny tokenizer's text starts agree with token starts here)
+    prefix = {r["class"]: r for r in read_parquet(fc_run / "results" / "classes.parquet")
+              if r["model"] == model and r["variant"] == "rand" and r["method"] == "sampled"}
+    k = sum(s["text"].startswith(" sat") for s in samples)
+    assert prefix["one"]["count"] == k and prefix["other"]["count"] == 40 - k and "random" not in prefix
+    assert (prefix["one"]["low"], prefix["one"]["high"]) == pytest.approx(_score_test_interval(k, 40), abs=1e-6)
+
+
+def test_run_directory_summary_and_report(fc_run, tiny_lm_dir):
+    summary = json.loads((fc_run / "summary.json").read_text())
+    assert len(summary["cells"]) == 4 and len(summary["answers"]) == 2
+    a = summary["answers"][0]
+    assert a["verdict"] in ("drops", "rises", "no clear change")
+    assert 0 <= a["p0_word_low"] <= a["p0_word"] <= a["p0_word_high"] <= 1
+    html = (fc_run / "report.html").read_text()
+    assert html.index("<h2>Summary</h2>") < html.index("<img")
+    assert "Q: The cat sat" in html and "&lt;|assistant|&gt;" in html  # rendered prompts, escaped
+    assert len(list((fc_run / "figures").glob("*.png"))) == 2  # one bar figure per model
+
+
+def test_prompt_too_long_is_refused_per_cell_and_run_finishes(tiny_lm_dir, tmp_path):
+    out = tmp_path / "run"
+    run("forced-choice", [f'models=["hf:{tiny_lm_dir}"]', 'only=["seed-zero"]', "samples=4"], out=out)
+    p = read_parquet(out / "results" / "prompts.parquet")[0]
+    assert p["exact_status"].startswith("refused:") and "window" in p["exact_status"]
+    assert p["sample_status"].startswith("refused:")
+    assert "refused" in (out / "report.html").read_text()
+
+
+class _BlackBox(LanguageModel):
+    """A model that can sample but not score (like a chat endpoint without prompt log-probs)."""
+
+    capabilities = Capabilities(score=False, next_token=False, sample=True, white_box=False)
+
+    def __init__(self, lm):
+        self._lm, self.name = lm, "blackbox"
+
+    def render(self, ctx):
+        return self._lm.render(ctx)
+
+    def sample(self, ctx, n, params):
+        return self._lm.sample(ctx, n, params)
+
+    def score(self, ctx, conts):  # pragma: no cover - must not be called
+        raise AssertionError("score called on a model without the capability")
+
+
+def test_model_without_scoring_refuses_exact_but_still_samples(tiny_lm):
+    from myopia.experiments._base import Cell, CellContext
+    from myopia.experiments.forced_choice import ForcedChoice
+    from myopia.runs import resolve_spec
+
+    exp = ForcedChoice()
+    spec = resolve_spec("forced-choice", [f"variants={VARIANTS}", 'compare=[]', "samples=8", "max_tokens=2"])[1]
+    pool = type("Pool", (), {"get": lambda self, s: _BlackBox(tiny_lm)})()
+    tables = exp.run_cell(Cell("bb__word", "bb", {"variant": "word"}), spec, CellContext(pool))
+    p = tables["prompts"][0]
+    assert p["exact_status"].startswith("refused:") and "score" in p["exact_status"]
+    assert p["sample_status"] == "ok" and len(tables["samples"]) == 8
+    assert {r["method"] for r in tables["classes"]} == {"sampled", "pattern"}
+
+
+def test_samples_are_drawn_in_bounded_seeded_batches(tiny_lm):
+    from myopia.models import SamplingParams, sample_texts
+
+    params = SamplingParams(max_tokens=3, seed=5)
+    texts = sample_texts(tiny_lm, "The cat", 10, params, batch=4)
+    expected = []
+    for k, n in enumerate((4, 4, 2)):
+        expected += [s.text for s in tiny_lm.sample("The cat", n, SamplingParams(max_tokens=3, seed=5 + k))]
+    assert texts == expected and len(texts) == 10

@@ -1,0 +1,146 @@
+"""future-lens: probes recover a future token that is a function of the present and stay at
+chance when it is not; baselines equal brute-force counts; a run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+
+import pytest
+import torch
+
+from myopia.experiments.future_lens._probe import (
+    Classes,
+    ProbeConfig,
+    bigram_logp,
+    collapse_logits,
+    hidden_states,
+    pick_layers,
+    probe_logp,
+    score,
+    train_probes,
+    unigram_logp,
+)
+from myopia.runs import run
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_lm_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+
+
+def _probe_accuracy(model, train_ids, eval_ids, layer: int, K: int, v: int) -> list[float]:
+    classes = Classes.top(train_ids, v)
+    tr_h, _ = hidden_states(model, train_ids, [layer], 32, None)
+    ev_h, _ = hidden_states(model, eval_ids, [layer], 32, None)
+    n_tr, n_ev = len(train_ids) - K, len(eval_ids) - K
+    tr_t = torch.stack([classes.of(train_ids[n : n + n_tr]) for n in range(1, K + 1)], 1)  # (n_tr, K)
+    ev_t = torch.stack([classes.of(eval_ids[n : n + n_ev]) for n in range(1, K + 1)], 1)
+    probe = train_probes(tr_h[layer][:n_tr], tr_t, classes.n, ProbeConfig(epochs=30, batch_size=256, lr=1e-2))
+    lp = probe_logp(ev_h[layer][:n_ev], probe, classes.n)  # (n_ev, K, C)
+    return [score(lp[:, k], ev_t[:, k])[0] for k in range(K)]
+
+
+def test_probe_reads_a_future_that_the_present_determines(tiny_model):
+    """A repeating cycle of 12 distinct tokens: t+1 and t+2 are functions of the token at t."""
+    cycle = torch.tensor([7, 23, 41, 5, 88, 130, 17, 64, 99, 150, 33, 71])
+    ids = cycle.repeat(60)  # (720,)
+    acc = _probe_accuracy(tiny_model, ids[:560], ids[560:], layer=1, K=2, v=12)
+    assert acc[0] > 0.95 and acc[1] > 0.95, acc
+
+
+def test_probe_is_at_chance_on_random_tokens(tiny_model):
+    g = torch.Generator().manual_seed(0)
+    train_ids = torch.randint(3, 40, (1500,), generator=g)
+    eval_ids = torch.randint(3, 40, (1500,), generator=g)
+    acc = _probe_accuracy(tiny_model, train_ids, eval_ids, layer=2, K=2, v=37)
+    chance = 1 / 37
+    for a in acc:  # binomial sd at n=1500 is 0.004; a leak of the future would be far above
+        assert a < chance + 0.02, acc
+
+
+def test_baselines_equal_brute_force_counts():
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, 30, (400,), generator=g)
+    tokens[::3] = 5  # make some structure
+    classes = Classes.top(tokens, 10)
+    other = classes.n - 1
+    N = 2
+    cur, nxt = tokens[:-N], tokens[N:]
+    cls = classes.of(nxt)
+    eval_cur = torch.tensor([5, 0, 29, 31])  # 31 never seen: falls back to the unigram
+    # brute force, from plain Python counters
+    uni = Counter(cls.tolist())
+    total = len(cls) + 0.5 * classes.n
+    p_uni = [(uni[c] + 0.5) / total for c in range(classes.n)]
+    pairs = defaultdict(Counter)
+    for a, b in zip(cur.tolist(), cls.tolist()):
+        pairs[a][b] += 1
+    got_uni = unigram_logp(cls, classes.n).exp()
+    assert torch.allclose(got_uni, torch.tensor(p_uni, dtype=torch.float64), atol=1e-12)
+    got = bigram_logp(cur, cls, eval_cur, classes.n).exp()  # (4, C)
+    for i, a in enumerate(eval_cur.tolist()):
+        n_a = sum(pairs[a].values())
+        want = [(pairs[a][c] + p_uni[c]) / (n_a + 1.0) for c in range(classes.n)]
+        assert torch.allclose(got[i], torch.tensor(want, dtype=torch.float64), atol=1e-12)
+    # accuracy never credits "other", and the kept classes are the most frequent tokens
+    counts = Counter(tokens.tolist())
+    assert set(classes.kept.tolist()) == {t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]}
+    lp = torch.full((3, classes.n), -10.0)
+    lp[:, other] = 0.0
+    lp[:, 0] = -1.0
+    acc, ce = score(lp, torch.tensor([other, 0, 1]))
+    assert acc == pytest.approx(1 / 3) and ce == pytest.approx((0 + 1 + 10) / 3)
+
+
+def test_collapsed_model_distribution_keeps_all_mass():
+    logits = torch.randn(5, 50)
+    classes = Classes(torch.tensor([3, 7, 11]), {3: 0, 7: 1, 11: 2})
+    lp = collapse_logits(logits, classes)  # (5, 4)
+    assert torch.allclose(lp.exp().sum(1), torch.ones(5, dtype=torch.float64), atol=1e-9)
+    full = torch.log_softmax(logits.double(), -1)
+    assert torch.allclose(lp[:, :3], full[:, [3, 7, 11]])
+    assert pick_layers(19, 5) == [0, 4, 9, 14, 18] and pick_layers(3, 10) == [0, 1, 2]
+
+
+def test_future_lens_run(tiny_lm_dir, tmp_path):
+    """trained:ntp / trained:myopic (lab models trained in the cells) and an hf: model."""
+    text = tmp_path / "text.txt"
+    lines = [f"the {w} sat on the {v}.\n" for w in ("cat", "dog", "king", "bird") for v in ("mat", "log", "tree")]
+    text.write_text("".join(lines) * 40)
+    train = '{name = "text", path = "%s", seq_len = 16, vocab_size = 300}' % text
+    out = tmp_path / "run"
+    overrides = [
+        f'models=["trained:ntp", "trained:myopic", "hf:{tiny_lm_dir}"]',
+        f"train.task={train}",
+        "train.model=llama-tiny",
+        "train.steps=6",
+        "train.chunk=3",
+        "train.batch_size=8",
+        "train.eval_every=0",
+        f"text={text}",
+        "max_train_tokens=600",
+        "max_eval_tokens=200",
+        "vocab=40",
+        "probe_epochs=2",
+        "context=16",
+    ]
+    r = run("future-lens", overrides, out=out)
+    assert r.cells_run == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["models"]) == {"trained:ntp", "trained:myopic", f"hf:{tiny_lm_dir}"}
+    for m in summary["models"].values():
+        assert set(m["offsets"]) == {"1", "2", "3"}
+        assert 0 <= m["offsets"]["1"]["best_accuracy"] <= 1 and m["model_accuracy"] is not None
+    assert set(summary["vanilla_minus_myopic"]) == {"1", "2", "3"}
+    from myopia._io import read_parquet
+
+    probes = read_parquet(out / "results" / "probes.parquet")
+    # every layer (2-layer models: 0, 1, 2) x 3 offsets, per model
+    assert len(probes) == 3 * 3 * 3 and all(math.isfinite(p["cross_entropy"]) for p in probes)
+    assert (out / "work" / "trained_ntp" / "train" / "config.json").is_file()  # the lab model, reusable as lab:DIR
+    assert len(list((out / "figures").glob("*.png"))) == 1
+    assert "<h2>Summary</h2>" in (out / "report.html").read_text()

@@ -36,8 +36,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import myopia  # noqa: E402,F401
 from _markdown import machine, write_section  # noqa: E402
-from myopia.experiments.gradient_horizon._decomposition import offset_gradients, offset_gradients_loop  # noqa: E402
 from myopia.experiments.gradient_horizon import GradientHorizonSpec  # noqa: E402
+from myopia.experiments.gradient_horizon._decomposition import offset_gradients, offset_gradients_loop  # noqa: E402
 
 GOAL = 10.0
 DEFAULTS = {k: GradientHorizonSpec.model_fields[k].default for k in ("seq_len", "max_offset", "chunk")}

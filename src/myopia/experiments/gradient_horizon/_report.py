@@ -1,57 +1,63 @@
-"""Share matrices and figures for ``gradient-horizon`` (from the stored tables only)."""
+"""The gradient-horizon report section: the headline table, a layer x offset heatmap per model,
+future share by depth, and the first offsets' shares as a table (from the stored tables only)."""
 
 from __future__ import annotations
 
-from ...report import plt
+from ...report import heatmap, plt
+from .._base import Tables
+from ._spec import GradientHorizonSpec
+from ._summary import GradientHorizonSummary, ModelHorizon, Shares, share_matrices
 
 
-def share_matrices(rows: list[dict]) -> dict[tuple[str, str], dict[str, list[list[float]]]]:
-    """{(model, attention): {"proj": [[share per offset bin] per layer], "norm": ..., "bins": [...]}},
-    the sums pooled over sequences before dividing (ratios of sums)."""
-    acc: dict[tuple[str, str], dict] = {}
-    for r in rows:
-        a = acc.setdefault((r["model"], r["attention"]), {"norm": {}, "proj": {}, "full": {}, "bins": {}})
-        key = (r["layer"], r["offset"])
-        a["norm"][key] = a["norm"].get(key, 0.0) + r["norm_sum"]
-        a["proj"][key] = a["proj"].get(key, 0.0) + r["proj_sum"]
-        if r["offset"] == 0:
-            a["full"][r["layer"]] = a["full"].get(r["layer"], 0.0) + r["full_sq"]
-        a["bins"][r["offset"]] = r["bin"]
-    out = {}
-    for k, a in acc.items():
-        layers = sorted(a["full"])
-        offsets = sorted(a["bins"])
-        proj, norm = [], []
-        for layer in layers:
-            full = a["full"][layer]
-            total = sum(a["norm"][(layer, d)] for d in offsets)
-            proj.append([a["proj"][(layer, d)] / full if full > 0 else 0.0 for d in offsets])
-            norm.append([a["norm"][(layer, d)] / total if total > 0 else 0.0 for d in offsets])
-        out[k] = {"proj": proj, "norm": norm, "bins": [a["bins"][d] for d in offsets]}
-    return dict(sorted(out.items()))
+def report(tables: Tables, spec: GradientHorizonSpec, summary: GradientHorizonSummary, section) -> None:
+    section.text(
+        f"Where the gradient at each residual stream comes from, on {spec.sequences} window(s) of "
+        f"{spec.seq_len} tokens of {spec.text}. 'future share' is the share of the gradient at layer l, "
+        "position i that comes from the losses at positions after i (1 − the d = 0 share of the signed "
+        "projection on the full gradient; exact, pooled over positions). 'myopic drop' is "
+        "‖∇θL − ∇θL_myopic‖ / ‖∇θL‖: the part of the parameter gradient that myopic descent would drop."
+    )
+    section.table(*summary.table(), caption="Share of the gradient from later positions' losses")
+    mats = share_matrices(tables["horizon"])
+    for (model, attention), m in mats.items():
+        section.figure(
+            heatmap_figure(model, attention, m),
+            caption=f"{model} ({attention}): share of the gradient at the residual stream after each "
+            "block (rows; emb = embeddings) that comes from the loss d positions ahead (columns; "
+            f"'>{spec.max_offset}' = farther). Left: signed projection (rows sum to 1); right: norm share.",
+        )
+    section.figure(
+        future_share_figure(summary.models),
+        caption="Future share by relative depth, one line per model: how far from next-token the "
+        "gradient at each layer is.",
+    )
+    header = ["model", "attention", "layer"] + [f"d={d}" for d in range(min(spec.max_offset, 8) + 1)]
+    rows = []
+    for (model, attention), m in mats.items():
+        for layer, row in enumerate(m["proj"]):
+            shares = [f"{x:.3f}" for x in row[: len(header) - 3]]
+            rows.append([model, attention, "emb" if layer == 0 else layer] + shares)
+    section.table(header, rows, caption="Signed-projection shares by layer and offset (first offsets)")
 
 
-def heatmap_figure(model: str, attention: str, m: dict):
+def heatmap_figure(model: str, attention: str, m: Shares):
     n_layers = len(m["proj"])
     fig, axes = plt.subplots(1, 2, figsize=(12, 1.6 + 0.22 * n_layers))
+    layers = ["emb"] + [str(i) for i in range(1, n_layers)]
     for ax, key, title in zip(axes, ("proj", "norm"), ("signed projection share", "norm share")):
-        im = ax.imshow(m[key], aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, origin="lower")
-        ax.set_xticks(range(len(m["bins"])), m["bins"], fontsize=7)
-        ax.set_yticks(range(n_layers), ["emb"] + [str(i) for i in range(1, n_layers)], fontsize=7)
+        heatmap(ax, m[key], m["bins"], layers, f"{model} ({attention}): {title}", vmin=0.0, vmax=1.0)
         ax.set_xlabel("offset d of the target position (loss at i + d)")
         ax.set_ylabel("residual stream after block")
-        ax.set_title(f"{model} ({attention}): {title}", fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     return fig
 
 
-def future_share_figure(models: list[dict]):
+def future_share_figure(models: list[ModelHorizon]):
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in models:
-        ys = r["future_share"]
+        ys = r.future_share
         xs = [i / max(len(ys) - 1, 1) for i in range(len(ys))]
-        ax.plot(xs, ys, marker=".", label=f"{r['model']} ({r['attention']})")
+        ax.plot(xs, ys, marker=".", label=f"{r.model} ({r.attention})")
     ax.set_xlabel("relative depth (0 = embeddings, 1 = after the last block)")
     ax.set_ylabel("share of the gradient from later losses")
     ax.axhline(0.0, color="grey", lw=0.8)

@@ -1,86 +1,57 @@
-"""Grouping, headline groups and figures for ``head-roles`` (from the stored tables only)."""
+"""The head-roles report section: the headline table, per model and data set the score heatmaps
+and a scatter of Δown vs Δfuture (from the stored tables only)."""
 
 from __future__ import annotations
 
-from typing import Any
+from ...report import heatmap, plt
+from .._base import Tables
+from ._ranking import ROLES, top_heads
+from ._scores import SCORES
+from ._spec import HeadRolesSpec
+from ._summary import HeadRolesSummary, by_model_data, matrix
 
-from ...report import plt
-
-_ROLE_COLORS = {"previous": "#d62728", "induction": "#1f77b4"}
-
-
-def by_model_data(rows: list[dict]) -> dict[str, dict[str, list[dict]]]:
-    out: dict[str, dict[str, list[dict]]] = {}
-    for r in rows:
-        out.setdefault(r["model"], {}).setdefault(r["data"], []).append(r)
-    for per in out.values():
-        for v in per.values():
-            v.sort(key=lambda r: (r["layer"], r["head"]))
-    return out
+_ROLE_COLORS = dict(zip(ROLES, ("#d62728", "#1f77b4")))
 
 
-def matrix(rows: list[dict], key: str) -> list[list[float]]:
-    """(layers x heads) nested list of one column."""
-    n_layers = 1 + max(r["layer"] for r in rows)
-    n_heads = 1 + max(r["head"] for r in rows)
-    m = [[0.0] * n_heads for _ in range(n_layers)]
-    for r in rows:
-        m[r["layer"]][r["head"]] = r[key]
-    return m
-
-
-def ranked(role: str, layer: int, n_layers: int) -> bool:
-    """Whether a head in ``layer`` is ranked for ``role``. Previous-token heads are ranked outside
-    the last block: no later block reads its heads, so their Δfuture is 0 by construction (a
-    one-block model keeps all its heads)."""
-    return role != "previous" or n_layers == 1 or layer < n_layers - 1
-
-
-def top_heads(rows: list[dict], role: str, k: int) -> list[dict]:
-    """The k ranked heads (see :func:`ranked`) with the highest ``role`` score."""
-    n_layers = 1 + max(r["layer"] for r in rows)
-    return sorted((r for r in rows if ranked(role, r["layer"], n_layers)), key=lambda r: -r[role])[:k]
-
-
-def top_group(rows: list[dict], score: str, k: int) -> dict[str, Any]:
-    """The top k heads for ``score``: their ids, mean score and mean loss changes."""
-    top = top_heads(rows, score, k)
-    out: dict[str, Any] = {"heads": [[r["layer"], r["head"]] for r in top], "score": _mean([r[score] for r in top])}
-    for mode in ("own", "future", "full"):
-        out[mode] = _mean([r[f"d_{mode}"] for r in top])
-    out["future_fraction"] = _mean([_fraction(r) for r in top])
-    return out
-
-
-def _fraction(r: dict) -> float | None:
-    own, fut = r["d_own"], r["d_future"]
-    if own is None or fut is None or abs(own) + abs(fut) == 0:
-        return None
-    return fut / (abs(own) + abs(fut))
-
-
-def _mean(xs: list) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None
+def report(tables: Tables, spec: HeadRolesSpec, summary: HeadRolesSummary, section) -> None:
+    section.text(
+        f"For the {spec.top_k} heads with the highest previous-token and induction scores on each data set: "
+        "the mean score and the loss increase (nats/token) when the head's output is removed "
+        f"({spec.ablation} ablation) from its own position only (Δ own), from what later positions read "
+        "through keys and values only (Δ future), and everywhere (Δ full). 'future fraction' = "
+        "Δfuture / (|Δown| + |Δfuture|): near 1 means the head is useful only to later positions "
+        "(the seeds/003 claim for previous-token heads)."
+    )
+    section.table(*summary.table(), caption="Roles of the top previous-token and induction heads")
+    for model, per_data in by_model_data(tables["heads"]).items():
+        for data, rows in per_data.items():
+            section.figure(
+                score_figure(model, data, rows),
+                caption=f"{model} · {data}: previous-token, duplicate-token and induction scores (layer x head).",
+            )
+            if any(r["d_own"] is not None for r in rows):
+                section.figure(
+                    usefulness_figure(model, data, rows, spec.top_k),
+                    caption=f"{model} · {data}: loss increase when each head is removed from its own "
+                    "position only (x) vs from what later positions read only (y); the top "
+                    "previous-token and induction heads are highlighted.",
+                )
 
 
 def score_figure(model: str, data: str, rows: list[dict]):
-
-    names = ("previous", "duplicate", "induction")
     n_layers = 1 + max(r["layer"] for r in rows)
+    n_heads = 1 + max(r["head"] for r in rows)
+    heads, layers = [str(h) for h in range(n_heads)], [str(layer) for layer in range(n_layers)]
     fig, axes = plt.subplots(1, 3, figsize=(13, 1.8 + 0.2 * n_layers))
-    for ax, name in zip(axes, names):
-        im = ax.imshow(matrix(rows, name), aspect="auto", cmap="magma", vmin=0.0, vmax=1.0, origin="lower")
+    for ax, name in zip(axes, SCORES):
+        heatmap(ax, matrix(rows, name), heads, layers, f"{model} · {data}: {name}", vmin=0.0, vmax=1.0, cmap="magma")
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
-        ax.set_title(f"{model} · {data}: {name}", fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.05)
     fig.tight_layout()
     return fig
 
 
 def usefulness_figure(model: str, data: str, rows: list[dict], k: int):
-
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     rows = [r for r in rows if r["d_own"] is not None]  # the ablated heads
     xs = [r["d_own"] for r in rows]

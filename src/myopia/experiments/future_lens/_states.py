@@ -1,41 +1,67 @@
-"""One ``future-lens`` cell: a model's hidden states on a text, probes for every chosen layer
-and offset, the baselines, as tables."""
+"""A frozen model's hidden states on the text, computed once per model and read by every reader:
+the training part (readers are fit there) and the evaluation part (they are scored there),
+with the class targets t+1..t+K and the model's own next-token distribution."""
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import torch
 
 from ..._errors import UserError
 from ...data import read_text, split_text
-from ._probe import (
-    Classes,
-    ProbeConfig,
-    bigram_logp,
-    collapse_logits,
-    hidden_states,
-    pick_layers,
-    probe_logp,
-    score,
-    train_probes,
-    unigram_logp,
-)
+from ._classes import Classes, collapse_logits
+from ._spec import FutureLensSpec
 
 
-def encode(tokenizer, text: str, max_tokens: int) -> torch.Tensor:
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return torch.tensor(ids[:max_tokens], dtype=torch.long)
+@dataclass
+class LensStates:
+    """Everything a reader may read. ``n_train``/``n_eval`` positions have all K future tokens;
+    ids and states run K positions further (a reader of the state at t+N-1 needs them)."""
+
+    layers: list[int]  # the chosen layers, 0 = the embeddings
+    n_layers: int  # transformer blocks (states run 0..n_layers)
+    classes: Classes
+    train_ids: torch.Tensor  # (n_train + K,) token ids of the training part
+    eval_ids: torch.Tensor  # (n_eval + K,)
+    train_targets: torch.Tensor  # (n_train, K) class of the token at t+1..t+K
+    eval_targets: torch.Tensor  # (n_eval, K)
+    train: dict[int, torch.Tensor]  # layer -> (n_train + K, d) residual stream after that layer
+    eval: dict[int, torch.Tensor]  # layer -> (n_eval + K, d)
+    own: torch.Tensor  # (n_eval + K, V+1) the model's next-token log-probs, collapsed onto the classes
+    window: int  # tokens per window the text was run in
+
+    @property
+    def offsets(self) -> int:
+        return self.train_targets.shape[1]
+
+    @property
+    def n_train(self) -> int:
+        return self.train_targets.shape[0]
+
+    @property
+    def n_eval(self) -> int:
+        return self.eval_targets.shape[0]
+
+    def describe(self) -> dict:
+        """The model and data facts the report's table shows (coverage: the accuracy ceiling)."""
+        other = self.classes.n - 1
+        return {
+            "n_layers": self.n_layers,
+            "d_model": int(self.train[self.layers[0]].shape[1]),
+            "layers_probed": len(self.layers),
+            "train_tokens": self.n_train,
+            "eval_tokens": self.n_eval,
+            "vocab": self.classes.n - 1,
+            "coverage_train": (self.train_targets[:, 0] != other).double().mean().item(),
+            "coverage_eval": (self.eval_targets[:, 0] != other).double().mean().item(),
+            "window": self.window,
+        }
 
 
-def _window(model, spec_window: int) -> int:
-    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-    return max(2, min(spec_window, (limit or spec_window) - 1))
-
-
-def probe_model(model, tokenizer, name: str, spec, progress) -> dict[str, list[dict]]:
-    """All of a model's tables: ``probes``, ``baselines``, ``info``."""
-    t0 = time.time()
+def cache_states(model, tokenizer, name: str, spec: FutureLensSpec, progress) -> LensStates:
+    """Split and tokenize the text, pick the output classes and layers, and run the model over
+    both parts once."""
     train_text, eval_text = split_text(read_text(spec.text), spec.train_fraction)
     tr_ids = encode(tokenizer, train_text, spec.max_train_tokens)
     ev_ids = encode(tokenizer, eval_text, spec.max_eval_tokens)
@@ -47,51 +73,53 @@ def probe_model(model, tokenizer, name: str, spec, progress) -> dict[str, list[d
     tr_tgt = torch.stack([classes.of(tr_ids[n : n + n_tr]) for n in range(1, K + 1)], 1)  # (n_tr, K)
     ev_tgt = torch.stack([classes.of(ev_ids[n : n + n_ev]) for n in range(1, K + 1)], 1)  # (n_ev, K)
 
-    n_states = model.config.num_hidden_layers + 1
-    layers = pick_layers(n_states, spec.max_layers)
-    window = _window(model, spec.context)
+    n_layers = model.config.num_hidden_layers
+    layers = pick_layers(n_layers + 1, spec.max_layers)
+    window = context_window(model, spec.context)
     bos = tokenizer.bos_token_id
     progress(0, total=2 + len(layers), note=f"{name}: hidden states")
     tr_h, _ = hidden_states(model, tr_ids, layers, window, bos)
     ev_h, own = hidden_states(model, ev_ids, layers, window, bos, logits_fn=lambda lg: collapse_logits(lg, classes))
-    progress(2, note=f"{name}: probes")
+    return LensStates(layers, n_layers, classes, tr_ids, ev_ids, tr_tgt, ev_tgt, tr_h, ev_h, own, window)
 
-    key = {"model": name}
-    probes = []
-    cfg = ProbeConfig(spec.probe_epochs, spec.probe_batch, spec.probe_lr, spec.probe_weight_decay, spec.seed)
-    for layer in layers:
-        probe = train_probes(tr_h[layer][:n_tr], tr_tgt, classes.n, cfg)
-        ev_lp = probe_logp(ev_h[layer][:n_ev], probe, classes.n)  # (n_ev, K, C)
-        tr_lp = probe_logp(tr_h[layer][:n_tr], probe, classes.n)
-        for k in range(K):
-            acc, ce = score(ev_lp[:, k], ev_tgt[:, k])
-            tr_acc, _ = score(tr_lp[:, k], tr_tgt[:, k])
-            probes.append({**key, "layer": layer, "depth": layer / (n_states - 1), "offset": k + 1,
-                           "accuracy": acc, "cross_entropy": ce, "train_accuracy": tr_acc})
-        progress(1, note=f"{name}: layer {layer}")
 
-    baselines = []
-    for k in range(K):
-        uni = unigram_logp(tr_tgt[:, k], classes.n).expand(n_ev, -1)
-        big = bigram_logp(tr_ids[:n_tr], tr_tgt[:, k], ev_ids[:n_ev], classes.n)
-        for kind, lp in (("unigram", uni), ("bigram", big)):
-            acc, ce = score(lp, ev_tgt[:, k])
-            baselines.append({**key, "offset": k + 1, "kind": kind, "accuracy": acc, "cross_entropy": ce})
-    acc, ce = score(own[:n_ev], ev_tgt[:, 0])
-    baselines.append({**key, "offset": 1, "kind": "model", "accuracy": acc, "cross_entropy": ce})
+def encode(tokenizer, text: str, max_tokens: int) -> torch.Tensor:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return torch.tensor(ids[:max_tokens], dtype=torch.long)
 
-    other = classes.n - 1
-    info = {
-        **key,
-        "n_layers": n_states - 1,
-        "d_model": int(tr_h[layers[0]].shape[1]),
-        "layers_probed": len(layers),
-        "train_tokens": n_tr,
-        "eval_tokens": n_ev,
-        "vocab": classes.n - 1,
-        "coverage_train": (tr_tgt[:, 0] != other).double().mean().item(),
-        "coverage_eval": (ev_tgt[:, 0] != other).double().mean().item(),
-        "window": window,
-        "seconds": time.time() - t0,
-    }
-    return {"probes": probes, "baselines": baselines, "info": [info]}
+
+def context_window(model, want: int) -> int:
+    """``want`` tokens per window, fewer if the model's positions run out (one is kept for BOS)."""
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    return max(2, min(want, (limit or want) - 1))
+
+
+def pick_layers(n_states: int, max_layers: int) -> list[int]:
+    """At most ``max_layers`` evenly spaced indices of 0..n_states-1, first and last included."""
+    if n_states <= max_layers:
+        return list(range(n_states))
+    if max_layers == 1:
+        return [n_states - 1]
+    return sorted({round(i * (n_states - 1) / (max_layers - 1)) for i in range(max_layers)})
+
+
+@torch.no_grad()
+def hidden_states(model, ids: torch.Tensor, layers: list[int], window: int, bos: int | None, logits_fn=None):
+    """Run ``ids`` (n,) through ``model`` in windows of ``window`` tokens (each window starts
+    with ``bos`` when given; its state is dropped). Returns ({layer: (n, d)}, logits or None):
+    the residual stream after each chosen layer (0 = embeddings) and, when ``logits_fn`` is
+    given, ``logits_fn(logits)`` (n, ...) of the model's next-token logits."""
+    feats: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
+    outs: list[torch.Tensor] = []
+    for start in range(0, len(ids), window):
+        chunk = ids[start : start + window]
+        inp = chunk if bos is None else torch.cat([torch.tensor([bos]), chunk])
+        skip = 0 if bos is None else 1
+        if logits_fn is None:
+            out = model.base_model(input_ids=inp[None], output_hidden_states=True)
+        else:
+            out = model(input_ids=inp[None], output_hidden_states=True)
+            outs.append(logits_fn(out.logits[0, skip:].float()))  # (w, ...)
+        for l in layers:
+            feats[l].append(out.hidden_states[l][0, skip:].float())  # (w, d)
+    return {l: torch.cat(v) for l, v in feats.items()}, (torch.cat(outs) if outs else None)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_serializer, model_validator
 
 from ..models import WhiteBoxModel
 
@@ -102,6 +102,20 @@ class TableRow(BaseModel):
 
     def cells(self) -> list[Any]:
         return [getattr(self, name) for name in type(self).model_fields]
+
+
+class Sparse(BaseModel):
+    """Headline figures with keys that apply only sometimes (a figure of one setting, a comparison
+    that needs two models): a field left unset at None is absent from ``summary.json``, one set to
+    None is written as null. Validating the file back gives the same keys. Mix it into a
+    :class:`Headline` or use it for a nested entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler):
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None or k in self.model_fields_set}
 
 
 class Headline(BaseModel):

@@ -10,19 +10,13 @@ from collections import Counter, defaultdict
 import pytest
 import torch
 
-from myopia.experiments.future_lens._probe import (
-    Classes,
-    ProbeConfig,
-    bigram_logp,
-    collapse_logits,
-    hidden_states,
-    pick_layers,
-    probe_logp,
-    score,
-    train_probes,
-    unigram_logp,
-)
-from myopia.runs import run
+from myopia._io import read_parquet
+from myopia.experiments.future_lens._baselines import bigram_logp, unigram_logp
+from myopia.experiments.future_lens._classes import Classes, collapse_logits, score
+from myopia.experiments.future_lens._probe import ProbeConfig, probe_logp, train_probes
+from myopia.experiments.future_lens._states import hidden_states, pick_layers
+from myopia.experiments.future_lens._summary import FutureLensHeadline
+from myopia.runs import load_run, run
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +100,10 @@ def test_collapsed_model_distribution_keeps_all_mass():
     assert pick_layers(19, 5) == [0, 4, 9, 14, 18] and pick_layers(3, 10) == [0, 1, 2]
 
 
-def test_future_lens_run(tiny_lm_dir, tmp_path):
+@pytest.fixture(scope="module")
+def lens_run(tiny_lm_dir, tmp_path_factory):
     """trained:ntp / trained:myopic (lab models trained in the cells) and an hf: model."""
+    tmp_path = tmp_path_factory.mktemp("lens")
     text = tmp_path / "text.txt"
     lines = [f"the {w} sat on the {v}.\n" for w in ("cat", "dog", "king", "bird") for v in ("mat", "log", "tree")]
     text.write_text("".join(lines) * 40)
@@ -128,7 +124,11 @@ def test_future_lens_run(tiny_lm_dir, tmp_path):
         "probe_epochs=2",
         "context=16",
     ]
-    r = run("future-lens", overrides, out=out)
+    return run("future-lens", overrides, out=out), out
+
+
+def test_future_lens_run(lens_run, tiny_lm_dir):
+    r, out = lens_run
     assert r.cells_run == 3
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["models"]) == {"trained:ntp", "trained:myopic", f"hf:{tiny_lm_dir}"}
@@ -136,11 +136,34 @@ def test_future_lens_run(tiny_lm_dir, tmp_path):
         assert set(m["offsets"]) == {"1", "2", "3"}
         assert 0 <= m["offsets"]["1"]["best_accuracy"] <= 1 and m["model_accuracy"] is not None
     assert set(summary["vanilla_minus_myopic"]) == {"1", "2", "3"}
-    from myopia._io import read_parquet
-
+    ntp, myo = r.summary.models["trained:ntp"], r.summary.models["trained:myopic"]
+    assert r.summary.vanilla_minus_myopic["2"] == ntp.offsets["2"].best_accuracy - myo.offsets["2"].best_accuracy
     probes = read_parquet(out / "results" / "probes.parquet")
     # every layer (2-layer models: 0, 1, 2) x 3 offsets, per model
     assert len(probes) == 3 * 3 * 3 and all(math.isfinite(p["cross_entropy"]) for p in probes)
     assert (out / "work" / "trained_ntp" / "train" / "config.json").is_file()  # the lab model, reusable as lab:DIR
     assert len(list((out / "figures").glob("*.png"))) == 1
     assert "<h2>Summary</h2>" in (out / "report.html").read_text()
+
+
+def test_headline_round_trips(lens_run):
+    """summary.json validates back into the typed headline: the same keys and the same end-of-run table."""
+    r, out = lens_run
+    text = (out / "summary.json").read_text()
+    back = FutureLensHeadline.model_validate_json(text)
+    assert back.model_dump(mode="json") == json.loads(text) == r.summary.model_dump(mode="json")
+    assert back.table() == r.summary.table()
+    header, rows = back.table()
+    assert header == ["model", "offset", "best layer", "probe acc", "probe CE", "bigram acc", "unigram acc",
+                      "model acc"]
+    assert [row[1] for row in rows[:3]] == ["t+1", "t+2", "t+3"] and len(rows) == 9
+    assert rows[0][7] == r.summary.models["trained:ntp"].model_accuracy and rows[1][7] is None  # own: t+1 only
+
+
+def test_vanilla_minus_myopic_is_absent_without_both_lab_models(lens_run, tiny_lm_dir):
+    """Summarized for the hf: model alone, the headline has no vanilla_minus_myopic key (not null)."""
+    exp, spec, tables = load_run(lens_run[1])
+    alone = spec.model_copy(update={"models": [f"hf:{tiny_lm_dir}"]})
+    data = exp.summarize(tables, alone).model_dump(mode="json")
+    assert "vanilla_minus_myopic" not in data and set(data["models"]) == {f"hf:{tiny_lm_dir}"}
+    assert FutureLensHeadline.model_validate(data).model_dump(mode="json") == data

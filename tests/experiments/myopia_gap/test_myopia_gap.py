@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from myopia import UserError
+from myopia._io import read_parquet
+from myopia.experiments.myopia_gap._summary import MyopiaGapHeadline
 from myopia.lab import train_cell
 from myopia.runs import resolve_spec, run
 
@@ -24,12 +26,15 @@ TINY_PRECACHE = [
 ]
 
 
-def test_precache_run(tmp_path):
-    out = tmp_path / "run"
-    r = run("myopia-gap", TINY_PRECACHE, out=out)
-    assert r.cells_run == 6  # 3 objectives x 2 seeds
-    from myopia._io import read_parquet
+@pytest.fixture(scope="module")
+def precache_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gap") / "run"
+    return run("myopia-gap", TINY_PRECACHE, out=out), out
 
+
+def test_precache_run(precache_run):
+    r, out = precache_run
+    assert r.cells_run == 6  # 3 objectives x 2 seeds
     finals = read_parquet(out / "results" / "finals.parquet")
     positions = read_parquet(out / "results" / "positions.parquet")
     curves = read_parquet(out / "results" / "curves.parquet")
@@ -38,7 +43,8 @@ def test_precache_run(tmp_path):
         pos = [p["loss"] for p in positions if (p["objective"], p["seed"]) == (f["objective"], f["seed"])]
         assert len(pos) == 8
         assert sum(pos) / len(pos) == pytest.approx(f["eval_loss"], rel=1e-6)
-        evals = [c["step"] for c in curves if (c["objective"], c["seed"]) == (f["objective"], f["seed"]) and c["eval_loss"] is not None]
+        mine = [c for c in curves if (c["objective"], c["seed"]) == (f["objective"], f["seed"])]
+        evals = [c["step"] for c in mine if c["eval_loss"] is not None]
         assert evals == [10, 20]
     summary = json.loads((out / "summary.json").read_text())
     s = summary["settings"]["precache"]
@@ -48,6 +54,8 @@ def test_precache_run(tmp_path):
     assert s["final"]["ntp"]["n"] == 2 and s["final"]["ntp"]["ci_low"] <= s["final"]["ntp"]["mean"]
     assert summary["precache_reproduced"] is False  # 20 steps learn nothing
     assert summary["myopic_variants"] == ["myopic"]
+    assert "base" not in s  # a lab preset has no "before fine-tuning"
+    assert r.summary.settings["precache"].gap["myopic"].mean == s["gap"]["myopic"]["mean"]
     assert len(list((out / "figures").glob("*.png"))) == 4  # curves, gap over training, by position, gap by position
     html = (out / "report.html").read_text()
     assert html.index("<h2>Summary</h2>") < html.index("<img")
@@ -95,11 +103,24 @@ def test_finetune_pretrained_hf_model(tiny_lm_dir, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     s = summary["settings"]["pretrained"]
     assert set(s["final"]) == {"ntp", "myopic"} and s["base"] > 0
+    assert "reproduced" not in s  # a precache figure only
     assert not list((out / "work").rglob("model*.safetensors"))  # keep_weights=false for this setting
-    from myopia._io import read_parquet
-
     stages = {p["stage"] for p in read_parquet(out / "results" / "positions.parquet")}
     assert stages == {"base", "final"}
+
+
+def test_headline_round_trips(precache_run):
+    """summary.json validates back into the typed headline: the same keys (none added as null)
+    and the same end-of-run table."""
+    r, out = precache_run
+    text = (out / "summary.json").read_text()
+    back = MyopiaGapHeadline.model_validate_json(text)
+    assert back.model_dump(mode="json") == json.loads(text) == r.summary.model_dump(mode="json")
+    assert back.table() == r.summary.table()
+    header, rows = back.table()
+    assert header == ["setting", "objective", "seeds", "final loss", "95% CI", "gap vs ntp", "gap 95% CI"]
+    assert [row[1] for row in rows] == ["ntp", "myopic", "bigram", "reproduced?"]
+    assert rows[0][4].startswith("[") and rows[0][5] is None and rows[-1][3] == "NO"  # 20 steps learn nothing
 
 
 def test_spec_mistakes_are_one_line_errors():

@@ -1,12 +1,52 @@
-"""The ``future-lens`` figure: probe accuracy by layer, one line per offset, one panel per model."""
+"""The future-lens report section: the headline table, the vanilla - myopic difference, the
+figure (probe accuracy by layer, one line per offset, one panel per model) and the models and
+data each cell read."""
 
 from __future__ import annotations
 
 from ...report import plt
+from .._base import Tables
+from ._spec import FutureLensSpec
+from ._summary import FutureLensHeadline
+
+
+def report(tables: Tables, spec: FutureLensSpec, summary: FutureLensHeadline, section) -> None:
+    section.text(
+        f"Linear probes from the residual stream at (layer, t) to the token at t+N, fit on the first "
+        f"{spec.train_fraction:.0%} of {spec.text} (at most {spec.max_train_tokens} tokens) and evaluated on "
+        f"the rest (at most {spec.max_eval_tokens}). Output space: the {spec.vocab} most frequent tokens of the "
+        "training part plus one 'other' class; a target outside them always counts as a miss, and "
+        "cross-entropy (nats) is over those classes (the model's own distribution collapsed onto them). "
+        "bigram: the token at t+N from the token at t by counts on the same training text; unigram: the most "
+        "frequent token; model: the model's own next-token prediction (N=1). trained:OBJ = a lab model "
+        f"trained here ({spec.train.model} on {spec.train.task.get('name')}, {spec.train.steps} steps) with that "
+        "objective. Layer 0 = the embeddings."
+    )
+    section.table(*summary.table(), caption="Best probe per model and offset (top-1 accuracy on held-out text)")
+    if summary.vanilla_minus_myopic is not None:
+        section.table(
+            ["offset", "vanilla − myopic (best probe accuracy)"],
+            [[f"t+{n}", d] for n, d in summary.vanilla_minus_myopic.items()],
+            caption="Do vanilla models encode more of the future than myopic ones?",
+        )
+    if tables.get("probes"):
+        section.figure(
+            accuracy_figure(tables["probes"], tables.get("baselines", []), spec.models),
+            caption="Probe accuracy by layer, one line per offset; dashed: bigram baseline of that offset, "
+            "dotted grey: unigram, black: the model's own next-token accuracy",
+        )
+    info = tables.get("info", [])
+    if info:
+        section.table(
+            ["model", "layers", "d", "probed", "train tok", "eval tok", "coverage (eval)", "seconds"],
+            [[r["model"], r["n_layers"], r["d_model"], r["layers_probed"], r["train_tokens"], r["eval_tokens"],
+              r["coverage_eval"], round(r["seconds"])] for r in info],
+            caption="Models and data: coverage = share of eval targets inside the kept tokens (the ceiling of "
+            "every accuracy); seconds = hidden states + probes (without training)",
+        )
 
 
 def accuracy_figure(probes: list[dict], baselines: list[dict], models: list[str]):
-
     names = [m for m in models if any(r["model"] == m for r in probes)]
     cols = min(4, len(names))
     rows = -(-len(names) // cols)

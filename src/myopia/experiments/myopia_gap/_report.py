@@ -1,22 +1,62 @@
-"""Figures for ``myopia-gap``: loss curves, the gap over training, loss by position."""
+"""The myopia-gap report section: the headline table, the configurations with their measured
+training times, and the figures (loss curves, the gap over training, loss and gap by position)."""
 
 from __future__ import annotations
 
 from ...report import plt
 from ...stats import t_interval
+from .._base import Tables
+from ._spec import MyopiaGapSpec
+from ._summary import CI, MyopiaGapHeadline
+
+
+def report(tables: Tables, spec: MyopiaGapSpec, summary: MyopiaGapHeadline, section) -> None:
+    variants = ", ".join(summary.myopic_variants) or "none"
+    section.text(
+        "Vanilla (ntp) vs. myopic training on the same task, model, budget and seeds. Final loss = "
+        "held-out loss at the end of training (Huber for precache, cross-entropy in nats per token for "
+        f"text). Myopic variant(s): {variants} ('myopic' is strict: no gradient reaches positions "
+        "before t, key/value projections included; 'myopic:hidden' is Wu et al.'s released variant). "
+        f"bigram = no attention to other positions. Intervals: {CI}."
+    )
+    section.table(*summary.table(), caption="Final held-out loss per setting and objective")
+    rows = []
+    for name in spec.settings:
+        st = spec.setting(name)
+        secs = [r["train_seconds"] for r in tables.get("finals", []) if r["condition"] == name]
+        rows.append([name, _task_text(st.task), st.model, st.steps, st.batch_size, st.lr, st.schedule,
+                     f"{sum(secs) / len(secs):.0f}" if secs else "", spec.threads])
+    section.table(
+        ["setting", "task", "model", "steps", "batch", "lr", "schedule", "train s/cell", "threads"],
+        rows,
+        caption="Configurations and measured training time per cell",
+    )
+    if tables.get("curves"):
+        section.figure(curves_figure(tables["curves"], spec.settings),
+                       caption="Held-out loss over training (mean over seeds, band: 95% t-interval)")
+        section.figure(gap_figure(tables["curves"], spec.settings),
+                       caption="The gap over training: held-out loss minus ntp's, paired by seed "
+                       "(band: 95% t-interval)")
+    if tables.get("positions"):
+        section.figure(positions_figure(tables["positions"], spec.settings),
+                       caption="Final held-out loss by position (mean over seeds, band: 95% t-interval); "
+                       "dashed: the pretrained model before fine-tuning")
+        section.figure(position_gap_figure(tables["positions"], spec.settings),
+                       caption="The final gap by position: loss minus ntp's at each position, paired by seed "
+                       "(band: 95% t-interval)")
+
+
+def _task_text(task: dict) -> str:
+    rest = ", ".join(f"{k}={v}" for k, v in task.items() if k != "name")
+    return f"{task.get('name')}" + (f" ({rest})" if rest else "")
+
 
 _COLORS = {"ntp": "#1f77b4", "myopic": "#d62728", "myopic:hidden": "#ff7f0e", "bigram": "#7f7f7f"}
-
-
-def _plt():
-
-    return plt
 
 
 def _figure(settings: list[str], present: set[str], draw, xlabel: str, ylabel: str, *, zero: bool = False):
     """One panel per setting present, in ``settings`` order; ``draw(name, ax)`` fills a panel.
     ``zero`` draws the y = 0 line (gap figures); precache's losses are drawn on log axes."""
-    plt = _plt()
     names = [s for s in settings if s in present]
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4.6 * max(1, len(names)), 3.8), squeeze=False)
     for name, ax in zip(names, axes[0]):
@@ -86,11 +126,14 @@ def gap_figure(curves: list[dict], settings: list[str]):
         for obj, seeds in series.items():
             if obj == "ntp":
                 continue
-            paired = {sd: {s: v[s] - base[sd][s] for s in v if s in base[sd]} for sd, v in seeds.items() if sd in base}
+            paired = {
+                sd: {s: v[s] - base[sd][s] for s in v if s in base[sd]} for sd, v in seeds.items() if sd in base
+            }
             steps, groups = _by_x(paired)
             _band(ax, steps, groups, _COLORS.get(obj), f"{obj} − ntp")
 
-    return _figure(settings, {r["condition"] for r in curves}, draw, "step", "gap (held-out loss − ntp's)", zero=True)
+    present = {r["condition"] for r in curves}
+    return _figure(settings, present, draw, "step", "gap (held-out loss − ntp's)", zero=True)
 
 
 def positions_figure(positions: list[dict], settings: list[str]):
@@ -130,4 +173,5 @@ def position_gap_figure(positions: list[dict], settings: list[str]):
             pos, groups = _by_x(paired)
             _band(ax, pos, groups, _COLORS.get(obj), f"{obj} − ntp")
 
-    return _figure(settings, {r["condition"] for r in finals}, draw, "position", "gap (loss − ntp's at that position)", zero=True)
+    present = {r["condition"] for r in finals}
+    return _figure(settings, present, draw, "position", "gap (loss − ntp's at that position)", zero=True)

@@ -6,7 +6,9 @@ from typing import Any
 
 
 def fmt(v: Any) -> Any:
-    """A value for an HTML table: floats to 4 significant digits, NaN as a dash; the rest as is."""
+    """A value for an HTML table: floats to 4 significant digits, None and NaN as a dash; the rest as is."""
+    if v is None:
+        return "–"
     if isinstance(v, float):
         if v != v:  # NaN
             return "–"

@@ -1,5 +1,6 @@
 """Confidence intervals, one copy each, for every experiment's headline figures.
 
+- :func:`mean`: the mean of the values that are present;
 - :func:`t_interval`: mean and 95% Student-t interval over seeds (or any small sample);
 - :func:`wilson_interval`: Wilson score interval of a binomial proportion (sampled answers).
 """
@@ -26,19 +27,22 @@ def t_quantile(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df  # 2.4/df: close to the exact tail
 
 
+def mean(values: list[float | None]) -> float | None:
+    """The mean of the finite values that are not None; None when there are none."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(v)]
+    return sum(xs) / len(xs) if xs else None
+
+
 def t_interval(values: list[float]) -> dict[str, Any]:
     """Mean and 95% t-interval: mean ± t(n-1) · sd / √n (no interval for n = 1); None and
     non-finite values are left out. Returns ``{"mean", "ci_low", "ci_high", "n"}``."""
     xs = [float(v) for v in values if v is not None and math.isfinite(v)]
-    n = len(xs)
-    if n == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    mean = sum(xs) / n
-    if n == 1:
-        return {"mean": mean, "ci_low": None, "ci_high": None, "n": 1}
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    n, m = len(xs), mean(xs)
+    if n <= 1:
+        return {"mean": m, "ci_low": None, "ci_high": None, "n": n}
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
     half = t_quantile(n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+    return {"mean": m, "ci_low": m - half, "ci_high": m + half, "n": n}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -6,6 +6,7 @@ out like them).
 """
 
 from ._anatomy import (
+    attention,
     capture_residuals,
     decoder_layers,
     final_norm,
@@ -13,10 +14,12 @@ from ._anatomy import (
     head_geometry,
     logits_from_final,
     output_projection,
+    set_attn_implementation,
     unembed,
 )
 
 __all__ = [
+    "attention",
     "capture_residuals",
     "decoder_layers",
     "final_norm",
@@ -24,5 +27,6 @@ __all__ = [
     "head_geometry",
     "logits_from_final",
     "output_projection",
+    "set_attn_implementation",
     "unembed",
 ]

@@ -108,3 +108,32 @@ def from_layer(model, start: int) -> Iterator[None]:
         yield
     finally:
         setattr(base, name, full)
+
+
+def set_attn_implementation(model, name: str | None) -> None:
+    """Switch ``model`` (and its sub-configs) to the attention implementation ``name``.
+
+    ``None`` means the library default (``sdpa``). Works for the implementations this package
+    registers (``myopic``, ``myopic:hidden``, ``bigram``) as for the built-in ones.
+    """
+    wanted = name or "sdpa"
+    if getattr(model.config, "_attn_implementation", None) != wanted:
+        model.set_attn_implementation(wanted)
+    if name is not None and model.config._attn_implementation != name:  # transformers only warns
+        raise UserError(
+            f"{type(model).__name__} cannot switch its attention to {name!r}: it does not dispatch "
+            "through transformers' AttentionInterface; use a model that does (Llama, GPT-2, Gemma 3, ...)"
+        )
+
+
+@contextmanager
+def attention(model, name: str | None) -> Iterator[None]:
+    """While active, the model runs the attention implementation ``name`` (``eager``, ``sdpa``,
+    ``myopic``, ...; None leaves it as it is); the one it had is restored afterwards."""
+    was = getattr(model.config, "_attn_implementation", None)
+    if name is not None:
+        set_attn_implementation(model, name)
+    try:
+        yield
+    finally:
+        set_attn_implementation(model, was)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from .._errors import UserError
+from ..interp import set_attn_implementation
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedModel
@@ -26,22 +26,6 @@ def masked_mean(per_position: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``per_position`` (B, T) over the positions where ``mask`` (B, T) is 1."""
     mask = mask.to(per_position.dtype)
     return (per_position * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def set_attn_implementation(model: PreTrainedModel, name: str | None) -> None:
-    """Switch ``model`` (and its sub-configs) to the attention implementation ``name``.
-
-    ``None`` means the library default (``sdpa``). Works for the implementations this package
-    registers (``myopic``, ``myopic:hidden``, ``bigram``) as for the built-in ones.
-    """
-    wanted = name or "sdpa"
-    if getattr(model.config, "_attn_implementation", None) != wanted:
-        model.set_attn_implementation(wanted)
-    if name is not None and model.config._attn_implementation != name:  # transformers only warns
-        raise UserError(
-            f"{type(model).__name__} cannot switch its attention to {name!r}: it does not dispatch "
-            "through transformers' AttentionInterface; use a model that does (Llama, GPT-2, Gemma 3, ...)"
-        )
 
 
 class Objective:

@@ -42,9 +42,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from ...interp import capture_residuals
+from ...interp import attention, capture_residuals
 from ...objectives import MYOPIC
-from ...objectives._base import set_attn_implementation
 
 
 @contextmanager
@@ -53,18 +52,15 @@ def gradient_mode(model):
     runs a registered non-default implementation (``myopic``, ``bigram``); restored afterwards."""
     was = getattr(model.config, "_attn_implementation", None)
     grads = [p.requires_grad for p in model.parameters()]
-    switch = was in (None, "sdpa", "flash_attention_2", "flex_attention")
-    if switch:
-        set_attn_implementation(model, "eager")
+    fused = was in (None, "sdpa", "flash_attention_2", "flex_attention")
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        yield
+        with attention(model, "eager" if fused else None):
+            yield
     finally:
         for p, g in zip(model.parameters(), grads):
             p.requires_grad_(g)
-        if switch:
-            model.set_attn_implementation(was or "sdpa")
 
 
 def _is_myopic(model) -> bool:
@@ -274,11 +270,10 @@ def myopic_drop(model, ids: torch.Tensor) -> dict[str, float]:
     try:
         out = []
         for impl in (was or "sdpa", MYOPIC):
-            set_attn_implementation(model, impl)
-            logits = model(input_ids=ids, use_cache=False).logits  # (B, T, V)
-            loss = F.cross_entropy(_wide(logits[:, :-1].flatten(0, 1)), ids[:, 1:].flatten())
-            out.append(torch.autograd.grad(loss, params))
-        set_attn_implementation(model, was or "sdpa")
+            with attention(model, impl):
+                logits = model(input_ids=ids, use_cache=False).logits  # (B, T, V)
+                loss = F.cross_entropy(_wide(logits[:, :-1].flatten(0, 1)), ids[:, 1:].flatten())
+                out.append(torch.autograd.grad(loss, params))
     finally:
         for p, g in zip(params, grads):
             p.requires_grad_(g)

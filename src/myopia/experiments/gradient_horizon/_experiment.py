@@ -26,10 +26,10 @@ The headline (``_summary``) pools the sums over windows.
 
 from __future__ import annotations
 
+from ... import interp
 from ...data import read_text, text_windows
 from ...models import check_spec
 from ...objectives import MYOPIC
-from ...objectives._base import set_attn_implementation
 from .._base import Cell, CellContext, Experiment, Tables, slug
 from ._decomposition import horizon_sums, myopic_drop, offset_gradients
 from ._report import report
@@ -63,13 +63,8 @@ class GradientHorizon(Experiment):
         ids = text_windows(lm.tokenizer, spec.text, spec.sequences, spec.seq_len)[k : k + 1].to(lm.device)  # (1, T)
 
         ctx.progress(0, total=2, note="per-target gradients")
-        was = getattr(model.config, "_attn_implementation", None)
-        if attention == "myopic":
-            set_attn_implementation(model, MYOPIC)
-        try:
+        with interp.attention(model, MYOPIC if attention == "myopic" else None):
             parts, full = offset_gradients(model, ids, spec.max_offset, spec.chunk)
-        finally:
-            model.set_attn_implementation(was or "sdpa")
         sums = horizon_sums(parts, full, spec.max_offset)
         del parts, full
 

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...report import pct
-from ...stats import t_interval
+from ...stats import mean
 from .._base import Headline, TableRow, Tables
 from ._spec import GradientHorizonSpec
 
@@ -132,8 +132,8 @@ def summarize(tables: Tables, spec: GradientHorizonSpec) -> GradientHorizonSumma
                 middle_future_share=1 - d0[L // 2],
                 mean_future_share=sum(1 - x for x in d0[:L]) / max(L, 1),
                 # means over the windows (None where not measured)
-                myopic_drop=t_interval([r["myopic_drop"] for r in drops])["mean"],
-                myopic_drop_without_embeddings=t_interval([r["myopic_drop_without_embeddings"] for r in drops])["mean"],
+                myopic_drop=mean([r["myopic_drop"] for r in drops]),
+                myopic_drop_without_embeddings=mean([r["myopic_drop_without_embeddings"] for r in drops]),
             )
         )
     return GradientHorizonSummary(text=spec.text, seq_len=spec.seq_len, max_offset=spec.max_offset, models=models)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ...stats import t_interval
+from ...stats import mean
 
 ROLES = ("previous", "induction")  # the roles the headline ranks heads for
 
@@ -52,10 +52,6 @@ def top_group(rows: list[dict], role: str, k: int) -> dict[str, Any]:
     """The top k heads for ``role``: their [layer, head], and the means over them (heads that were
     not ablated left out) of the score, the loss changes and the future fraction."""
     top = top_heads(rows, role, k)
-
-    def mean(xs: list) -> float | None:
-        return t_interval(xs)["mean"]  # the mean of the values that are not None
-
     out: dict[str, Any] = {"heads": [[r["layer"], r["head"]] for r in top], "score": mean([r[role] for r in top])}
     for mode in ("own", "future", "full"):
         out[mode] = mean([r[f"d_{mode}"] for r in top])

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from ...interp import attention
+
 SCORES = ("previous", "duplicate", "induction")
 
 
@@ -39,12 +41,8 @@ def detection_patterns(ids: torch.Tensor) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def attention_patterns(model, ids: torch.Tensor) -> torch.Tensor:
     """(L, B, H, T, T) attention probabilities of every head, from an eager forward."""
-    was = getattr(model.config, "_attn_implementation", None)
-    model.set_attn_implementation("eager")
-    try:
+    with attention(model, "eager"):
         out = model(input_ids=ids, output_attentions=True, use_cache=False)
-    finally:
-        model.set_attn_implementation(was or "sdpa")
     return torch.stack([a.float() for a in out.attentions])  # (L, B, H, T, T)
 
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -30,25 +29,20 @@ def _overrides(model_dir: str, **kw) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
-def test_sequence_likelihood_run_directory(tiny_lm_dir, tmp_path):
+def test_run_directory(tiny_lm_dir, tmp_path):
+    """What every run directory holds (sequence-likelihood as the example; its own tables and
+    figures are checked in tests/experiments/sequence_likelihood/)."""
     out = tmp_path / "run"
     r = run("sequence-likelihood", _overrides(tiny_lm_dir), out=out)
     assert r.cells_run == 2 and r.cells_skipped == 0
-    for name in ("spec.toml", "manifest.json", "summary.json", "report.html", "results/continuations.parquet", "results/tokens.parquet"):
+    results = ("results/continuations.parquet", "results/tokens.parquet")
+    for name in ("spec.toml", "manifest.json", "summary.json", "report.html", *results):
         assert (out / name).is_file(), name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "done" and manifest["seed"] == 0
     assert manifest["packages"]["torch"] and manifest["started"] and manifest["ended"]
     assert {c["status"] for c in manifest["cells"].values()} == {"done"}
-    summary = json.loads((out / "summary.json").read_text())
-    cell = summary["cells"][0]
-    assert cell["beam_best"] >= cell["greedy"] - 1e-6  # beam search never ends below greedy here
-    from myopia._io import read_parquet
-
-    conts = read_parquet(out / "results" / "continuations.parquet")
-    assert {c["kind"] for c in conts} == {"greedy", "beam", "sample", "user", "degenerate"}
-    assert all(c["n_tokens"] == 6 for c in conts)  # one token length for every continuation
-    assert len(list((out / "figures").glob("*.png"))) == 2  # one per prompt
+    assert json.loads((out / "summary.json").read_text())["experiment"] == "sequence-likelihood"
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "<h2>Summary</h2>" in html
     assert html.index("<h2>Summary</h2>") < html.index("<img")
@@ -117,7 +111,7 @@ def test_report_rerenders_from_stored_results_only(tiny_lm_dir, tmp_path):
     (out / "report.html").unlink()
     shutil.rmtree(model)  # the model is gone: re-rendering must not need it
     path, summary = rerender(out)
-    assert path.is_file() and summary["cells"]
+    assert path.is_file() and summary.cells
 
 
 def test_model_text_is_escaped_in_the_report(tiny_lm_dir, tmp_path):
@@ -137,7 +131,6 @@ def test_model_text_is_escaped_in_the_report(tiny_lm_dir, tmp_path):
         (["samples=0"], "invalid spec field 'samples'.*greater than or equal to 1"),
         (['models=["nope"]'], "unknown model 'nope'"),
         (['models=["gguf:/missing.gguf"]'], "gguf file not found"),
-        (['prompts=[""]'], "empty strings"),
         (["seed"], "--set expects key=value"),
     ],
 )
@@ -164,9 +157,9 @@ def test_toml_spec_round_trip(tiny_lm_dir, tmp_path):
 
 
 def test_quick_suite_holds_every_experiment_with_a_valid_quick_spec():
+    from myopia._toml import toml_literal
     from myopia.experiments import experiment_names, get_experiment
     from myopia.runs import suites
-    from myopia._toml import toml_literal
 
     quick = suites()["quick"]
     assert quick[0] == "sequence-likelihood" and set(quick) <= set(experiment_names())
@@ -180,7 +173,8 @@ def test_quick_suite_runs_members_into_one_report(tiny_lm_dir, tmp_path, monkeyp
     from myopia.runs import _suite, run_suite
 
     monkeypatch.setattr(_suite, "suites", lambda: {"quick": ["sequence-likelihood"]})
-    res = run_suite("quick", [f'models=["hf:{tiny_lm_dir}"]', "samples=4", "length=4", "beam_width=2"], out=tmp_path / "q")
+    overrides = [f'models=["hf:{tiny_lm_dir}"]', "samples=4", "length=4", "beam_width=2"]
+    res = run_suite("quick", overrides, out=tmp_path / "q")
     assert res.report_path == tmp_path / "q" / "report.html"
     html = res.report_path.read_text()
     assert html.index("<h2>Summary</h2>") < html.index("<h2>sequence-likelihood</h2>")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...report import plt
+from ...report import Section, plt
 from .._base import Tables
 from ._spec import SequenceLikelihoodSpec
-from ._summary import by_cell, summary_rows
+from ._summary import SequenceLikelihoodSummary, by_cell
 
 
-def report(tables: Tables, spec: SequenceLikelihoodSpec, summary: dict, section) -> None:
+def report(tables: Tables, spec: SequenceLikelihoodSpec, summary: SequenceLikelihoodSummary, section: Section) -> None:
     section.text(
         f"Joint log-probs (nats) of {spec.length}-token continuations: greedy, the best of "
         f"{spec.beam_width} beams, {spec.samples} samples at temperature {spec.temperature}, "
@@ -19,7 +19,7 @@ def report(tables: Tables, spec: SequenceLikelihoodSpec, summary: dict, section)
         "sampled continuations that are less probable than the degenerate one: a high share means the "
         "most probable sequences are not the typical ones (seeds/004)."
     )
-    section.table(*summary_rows(summary), caption="Joint log-prob per model and prompt (nats)")
+    section.table(*summary.table(), caption="Joint log-prob per model and prompt (nats)")
     cells = by_cell(tables["continuations"])
     tokens = by_cell(tables["tokens"])
     for (model, pi), recs in cells.items():
@@ -50,14 +50,16 @@ def cell_figure(model: str, prompt: str, conts: list[dict], tokens: list[dict]):
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.2))
     samples = [r["logprob"] for r in conts if r["kind"] == "sample"]
     if samples:
-        ax.hist(samples, bins=min(30, max(5, len(samples) // 3)), color="#8fb3d9", edgecolor="white", label="samples")
+        bins = min(30, max(5, len(samples) // 3))
+        ax.hist(samples, bins=bins, color="#8fb3d9", edgecolor="white", label="samples")
     marked = set()
     for r in conts:
         if r["kind"] == "sample":
             continue
         label = None if r["kind"] in marked else r["kind"]
         marked.add(r["kind"])
-        ax.axvline(r["logprob"], color=_COLORS[r["kind"]], lw=1.8, ls="--" if r["kind"] == "beam" else "-", label=label)
+        style = "--" if r["kind"] == "beam" else "-"
+        ax.axvline(r["logprob"], color=_COLORS[r["kind"]], lw=1.8, ls=style, label=label)
     ax.set_xlabel("joint log-prob of the continuation (nats)")
     ax.set_ylabel("sampled continuations")
     ax.set_title(f"{model}\n{prompt!r}", fontsize=9)
@@ -65,7 +67,7 @@ def cell_figure(model: str, prompt: str, conts: list[dict], tokens: list[dict]):
 
     for kind in ("user", "degenerate", "greedy"):
         for idx in sorted({t["index"] for t in tokens if t["kind"] == kind}):
-            row = sorted((t for t in tokens if t["kind"] == kind and t["index"] == idx), key=lambda t: t["position"])
+            row = sorted((t for t in tokens if (t["kind"], t["index"]) == (kind, idx)), key=lambda t: t["position"])
             if not row:
                 continue
             ys = [t["logprob"] for t in row]
@@ -82,7 +84,8 @@ def token_table_rows(tokens: list[dict]) -> tuple[list[str], list[list[Any]]]:
     """Side by side, per position: the first listed and first degenerate continuations
     (the table of seeds/004), with greedy for reference."""
     cols = [("user", 0), ("degenerate", 0), ("greedy", 0)]
-    series = {c: sorted((t for t in tokens if (t["kind"], t["index"]) == c), key=lambda t: t["position"]) for c in cols}
+    series = {c: sorted((t for t in tokens if (t["kind"], t["index"]) == c), key=lambda t: t["position"])
+              for c in cols}
     cols = [c for c in cols if series[c]]
     header = ["pos"]
     for kind, _ in cols:

@@ -24,11 +24,12 @@ class SequenceLikelihoodSpec(Spec):
         min_length=1,
     )
     length: int = Field(32, ge=1, le=512, description="tokens per continuation")
-    samples: int = Field(64, ge=1, le=4096)
-    temperature: float = Field(1.0, gt=0)
-    beam_width: int = Field(4, ge=1, le=64)
-    continuations: list[str] = Field(default_factory=lambda: [SEED_STORY])
-    degenerate: list[str] = Field(default_factory=lambda: [" a"])
+    samples: int = Field(64, ge=1, le=4096, description="sampled continuations per model and prompt")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    beam_width: int = Field(4, ge=1, le=64, description="beams kept by beam search (the top-K sequences)")
+    continuations: list[str] = Field(default_factory=lambda: [SEED_STORY], description="listed continuations, "
+                                     "cut to `length` tokens (default: the seed's davinci-002 story)")
+    degenerate: list[str] = Field(default_factory=lambda: [" a"], description="units repeated to `length` tokens")
     chat: bool = Field(False, description="prompt models with a chat template through it")
 
     @field_validator("prompts", "continuations", "degenerate")
@@ -37,7 +38,6 @@ class SequenceLikelihoodSpec(Spec):
         if any(not s for s in v):
             raise ValueError("empty strings are not accepted")
         return v
-
 
 
 QUICK = {"samples": 32, "prompts": ["Once upon a time, there was a", "The meaning of life is"]}

@@ -1,0 +1,60 @@
+"""The continuations of one prompt, all of one token length, and their per-token records.
+
+Every continuation is a list of token ids, scored exactly as drawn (no text round trip). A
+listed continuation is tokenized after the prompt (jointly, as the model would see it) and cut
+to the length; a degenerate unit is repeated until it fills the length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ...models import Context, ScoredContinuation, WhiteBoxModel
+from .._base import Tables
+
+Kind = Literal["greedy", "beam", "sample", "user", "degenerate"]
+
+
+@dataclass(frozen=True)
+class Drawn:
+    kind: Kind
+    index: int  # its place among the continuations of its kind
+    ids: list[int]
+
+
+def listed(model: WhiteBoxModel, prompt: Context, text: str, n: int) -> list[int]:
+    """The token ids of a listed continuation after ``prompt``, cut to ``n`` tokens."""
+    return model.continuation_ids(prompt, text)[:n]
+
+
+def repeated(model: WhiteBoxModel, prompt: Context, unit: str, n: int) -> list[int]:
+    """``unit`` repeated until the continuation is exactly ``n`` tokens (cut if it overshoots)."""
+    k = n
+    while True:
+        ids = model.continuation_ids(prompt, unit * k)
+        if len(ids) >= n or k > 8 * n:
+            return ids[:n]
+        k += max(1, (n - len(ids)) // max(1, len(model.continuation_ids(prompt, unit))))
+
+
+def records(key: dict, drawn: list[Drawn], scored: list[ScoredContinuation]) -> Tables:
+    """One ``continuations`` record per continuation (joint and mean log-prob, mean entropy) and
+    one ``tokens`` record per token (log-prob, rank, entropy), each with ``key`` first."""
+    conts, toks = [], []
+    for d, s in zip(drawn, scored):
+        ids = {**key, "kind": d.kind, "index": d.index}
+        ents = [t.entropy for t in s.tokens]
+        conts.append(
+            {
+                **ids,
+                "text": s.continuation,
+                "n_tokens": len(s.tokens),
+                "logprob": s.logprob,
+                "mean_logprob": s.mean_logprob,
+                "mean_entropy": sum(ents) / max(len(ents), 1),
+                "rendered_prompt": s.context,
+            }
+        )
+        toks += [{**ids, "position": j, **t.__dict__} for j, t in enumerate(s.tokens)]
+    return {"continuations": conts, "tokens": toks}

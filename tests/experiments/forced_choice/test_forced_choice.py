@@ -38,10 +38,14 @@ def chat_lm_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fc_run(tiny_lm_dir, chat_lm_dir, tmp_path_factory):
+def fc_result(tiny_lm_dir, chat_lm_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("fc") / "run"
-    run("forced-choice", _overrides([f"hf:{tiny_lm_dir}", f"hf:{chat_lm_dir}"]), out=out)
-    return out
+    return run("forced-choice", _overrides([f"hf:{tiny_lm_dir}", f"hf:{chat_lm_dir}"]), out=out)
+
+
+@pytest.fixture(scope="module")
+def fc_run(fc_result):
+    return fc_result.run_dir
 
 
 def _reference_logprob(model_dir: str, rendered: str, continuation: str, special: bool) -> float:
@@ -144,6 +148,47 @@ def test_run_directory_summary_and_report(fc_run, tiny_lm_dir):
     assert html.index("<h2>Summary</h2>") < html.index("<img")
     assert "Q: The cat sat" in html and "&lt;|assistant|&gt;" in html  # rendered prompts, escaped
     assert len(list((fc_run / "figures").glob("*.png"))) == 2  # one bar figure per model
+
+
+def test_headline_round_trips_through_summary_json(fc_result, tiny_lm_dir):
+    from myopia.experiments.forced_choice import ForcedChoice
+    from myopia.experiments.forced_choice._summary import ForcedChoiceSummary
+    from myopia.runs import read_summary
+
+    text = (fc_result.run_dir / "summary.json").read_text()
+    again = ForcedChoiceSummary.model_validate_json(text)
+    assert again == fc_result.summary and again.table() == fc_result.summary.table()
+    assert read_summary(fc_result.run_dir, ForcedChoice()).table() == fc_result.summary.table()
+    header, rows = again.table()
+    assert header[0] == "model" and header[-1] == "drop?" and len(rows) == 2
+    # the per-class entries: typed access by method and class, the same numbers as the JSON keys
+    cell = next(c for c in again.cells if c.model == f"hf:{tiny_lm_dir}" and c.variant == "word")
+    raw = next(c for c in json.loads(text)["cells"] if c["model"] == cell.model and c["variant"] == "word")
+    assert cell.probability("exact", "one") == raw["exact_one"]
+    assert cell.probability("pattern", "other") == raw["pattern_other"]
+    assert cell.probability("exact", "random") is None
+    assert math.fsum(cell.probability("exact", n) for n in ("one", "zero", "other")) == pytest.approx(1.0)
+
+
+def test_headline_refuses_entries_that_are_not_class_probabilities():
+    from pydantic import ValidationError
+
+    from myopia.experiments.forced_choice._summary import VariantFigures
+
+    ok = dict(model="m", variant="v", chat=False, exact_status="ok", sample_status="ok")
+    assert VariantFigures(**ok, exact_one=0.25).probability("exact", "one") == 0.25
+    for bad in ({"exact_one": 1.5}, {"exact_one": "x"}, {"typo": 0.1}):
+        with pytest.raises(ValidationError):
+            VariantFigures(**ok, **bad)
+
+
+def test_a_class_named_status_is_refused():
+    from myopia import UserError
+    from myopia.runs import resolve_spec
+
+    variants = '[{name="v", text="t", classes=[{name="status", continuations=[" a"]}]}]'
+    with pytest.raises(UserError, match="'status'"):
+        resolve_spec("forced-choice", [f"variants={variants}", "compare=[]"], check=False)
 
 
 def test_prompt_too_long_is_refused_per_cell_and_run_finishes(tiny_lm_dir, tmp_path):

@@ -1,5 +1,6 @@
-"""``forced-choice`` (seeds/001): see :mod:`._experiment` for the method and headline figures."""
+"""``forced-choice`` (seeds/001): does a model avoid an answer whose continuation is unpredictable?"""
 
-from ._experiment import ForcedChoice, ForcedChoiceSpec
+from ._experiment import ForcedChoice
+from ._spec import ForcedChoiceSpec
 
 __all__ = ["ForcedChoice", "ForcedChoiceSpec"]

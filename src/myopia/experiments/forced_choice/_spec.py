@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._base import Frame, Spec
-from ._core import OTHER, ExactClass, PatternClass, check_prefix_free
+from ._classes import OTHER, ExactClass, PatternClass, check_prefix_free
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _INTRO = ("I'd like to try a sort of psychological experiment, if that's alright. I'm thinking "
@@ -70,8 +70,9 @@ class Variant(BaseModel):
     @model_validator(mode="after")
     def _classes_ok(self) -> "Variant":
         names = [c.name for c in self.classes]
-        if len(set(names)) != len(names) or OTHER in names:
-            raise ValueError(f"variant {self.name!r}: class names must be distinct and not {OTHER!r}")
+        if len(set(names)) != len(names) or OTHER in names or "status" in names:
+            # "status": the summary's exact_status would clash with the class's exact_<name>
+            raise ValueError(f"variant {self.name!r}: class names must be distinct and not {OTHER!r} or 'status'")
         check_prefix_free([e for c in self.classes if (e := c.exact()) is not None])
         return self
 

@@ -1,4 +1,4 @@
-"""Forced-choice core: exact class probabilities against brute-force enumeration of a toy
+"""Forced-choice answer classes: exact class probabilities against brute-force enumeration of a toy
 model's outputs, and Wilson intervals against a numerical inversion of the score test."""
 
 from __future__ import annotations
@@ -9,12 +9,11 @@ import math
 import pytest
 
 from myopia._errors import UserError
-from myopia.experiments.forced_choice._core import (
+from myopia.experiments.forced_choice._classes import (
     ExactClass,
     PatternClass,
     classify_sample,
     exact_class_probabilities,
-    first_token_other,
     joint_logprob,
     sampled_class_probabilities,
     samples_for_half_width,
@@ -63,7 +62,7 @@ def test_exact_class_probabilities_equal_brute_force_enumeration():
         assert result.probabilities[name] == pytest.approx(brute[name], abs=1e-12)
     # the shortcut "1 - first-token masses" is a different (wrong) number here
     first = next_probs(())
-    shortcut = first_token_other(first, [TOKENIZED[c][0] for c in TOKENIZED])
+    shortcut = 1.0 - math.fsum(first[t] for t in {TOKENIZED[c][0] for c in TOKENIZED})
     assert abs(shortcut - brute["other"]) > 0.05
 
 

@@ -1,4 +1,4 @@
-"""Forced choice, the computational core: answer-class probabilities (pure functions).
+"""Answer-class probabilities, exact and sampled (pure functions).
 
 A model answers a prompt; its answer falls into *classes* ("1", "zero", "random string").
 
@@ -36,8 +36,7 @@ class ExactClass:
 
     def __post_init__(self) -> None:
         if not self.continuations or any(not c for c in self.continuations):
-            raise UserError(f"answer class {self.name!r} needs at least one non-empty "
-                            "continuation")
+            raise UserError(f"answer class {self.name!r} needs at least one non-empty continuation")
 
 
 @dataclass(frozen=True)
@@ -49,8 +48,7 @@ class PatternClass:
         try:
             re.compile(self.pattern)
         except re.error as err:
-            raise UserError(f"answer class {self.name!r}: bad pattern {self.pattern!r} "
-                            f"({err})") from None
+            raise UserError(f"answer class {self.name!r}: bad pattern {self.pattern!r} ({err})") from None
 
 
 def check_prefix_free(classes: Sequence[ExactClass]) -> None:
@@ -111,12 +109,6 @@ def exact_class_probabilities(classes: Sequence[ExactClass],
     return ExactResult(probs, logprobs)
 
 
-def first_token_other(first_token_probs: Mapping[str, float], first_tokens: Sequence[str]) -> float:
-    """The *wrong* shortcut, kept to show the difference in reports and tests: one minus the
-    next-token mass of the classes' distinct first tokens."""
-    return 1.0 - math.fsum(first_token_probs.get(t, 0.0) for t in set(first_tokens))
-
-
 # -- sampled pattern classes -------------------------------------------------------------
 def classify_sample(text: str, classes: Sequence[PatternClass]) -> str:
     """The first class whose pattern matches the start of ``text`` (after leading
@@ -146,13 +138,20 @@ def sampled_class_probabilities(texts: Sequence[str], classes: Sequence[PatternC
     if len(set(names)) != len(names) or OTHER in names:
         raise UserError(f"answer class names must be distinct and not {OTHER!r}: {names}")
     labels = [classify_sample(t, classes) for t in texts]
-    n = len(texts)
+    return label_shares(labels, names, texts, z, n_examples)
+
+
+def label_shares(labels: Sequence[str], names: Sequence[str], texts: Sequence[str] = (), z: float = 1.96,
+                 n_examples: int = 3) -> list[SampledEstimate]:
+    """Each name's share of ``labels`` (plus "other") with Wilson intervals; ``texts``, aligned
+    with ``labels``, give up to ``n_examples`` examples of each."""
+    n = len(labels)
     out = []
-    for name in names + [OTHER]:
-        hits = [t for t, lab in zip(texts, labels) if lab == name]
+    for name in [*names, OTHER]:
+        hits = [i for i, lab in enumerate(labels) if lab == name]
         lo, hi = wilson_interval(len(hits), n, z)
-        out.append(SampledEstimate(name, len(hits), n, len(hits) / n if n else math.nan,
-                                   lo, hi, tuple(hits[:n_examples])))
+        examples = tuple(texts[i] for i in hits[:n_examples]) if texts else ()
+        out.append(SampledEstimate(name, len(hits), n, len(hits) / n if n else math.nan, lo, hi, examples))
     return out
 
 

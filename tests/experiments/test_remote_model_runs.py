@@ -87,7 +87,7 @@ def test_mode_collapse_through_the_server(remote, smollm, tmp_path):
     backend (measured on 12 questions: the 48 letters' log-probs at most 0.18 nats apart,
     median 0.05; renormalised option probabilities at most 0.04 apart); numbers are sampled."""
     from myopia.data import mc_questions
-    from myopia.experiments.mode_collapse._measure import mc_records
+    from myopia.experiments.mode_collapse._multiple_choice import mc_records
 
     out = tmp_path / "mc"
     run("mode-collapse", [f'models=["{remote}"]', 'texts=["prose"]', "max_chars=200", "mc_limit=2",

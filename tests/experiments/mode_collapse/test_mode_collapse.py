@@ -23,17 +23,22 @@ CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor
 
 
 @pytest.fixture(scope="module")
-def mc_run(tiny_lm_dir, tmp_path_factory):
+def mc_result(tiny_lm_dir, tmp_path_factory):
     from lmfactory import build_tiny_lm
 
     root = tmp_path_factory.mktemp("mc")
     chat_dir = build_tiny_lm(root / "chat-lm", seed=2, chat_template=CHAT)
     (root / "story.txt").write_text(TEXT, encoding="utf-8")
-    out = root / "run"
-    run("mode-collapse", [f'models=["hf:{tiny_lm_dir}", "hf:{chat_dir}"]', f'texts=["{root / "story.txt"}"]',
-                          "window=128", "mc_limit=3", 'number_prompts=["Pick a number"]', "samples=8",
-                          "max_tokens=3"], out=out)
-    return out, tiny_lm_dir, chat_dir
+    result = run("mode-collapse", [f'models=["hf:{tiny_lm_dir}", "hf:{chat_dir}"]', f'texts=["{root / "story.txt"}"]',
+                                   "window=128", "mc_limit=3", 'number_prompts=["Pick a number"]', "samples=8",
+                                   "max_tokens=3"], out=root / "run")
+    return result, tiny_lm_dir, chat_dir
+
+
+@pytest.fixture(scope="module")
+def mc_run(mc_result):
+    result, base_dir, chat_dir = mc_result
+    return result.run_dir, base_dir, chat_dir
 
 
 def _reference(model_dir: str, ids: list[int]) -> torch.Tensor:
@@ -71,12 +76,13 @@ def test_token_statistics_equal_one_plain_forward_pass(mc_run):
     conf = np.array([r["top1"] for r in rows])
     ok = np.array([r["correct"] for r in rows], dtype=float)
     b = np.clip(np.digitize(conf, np.linspace(0, 1, 11)[1:-1]), 0, 9)
-    ece = sum((b == k).sum() / len(conf) * abs(ok[b == k].mean() - conf[b == k].mean()) for k in range(10) if (b == k).any())
+    ece = sum((b == k).sum() / len(conf) * abs(ok[b == k].mean() - conf[b == k].mean())
+              for k in range(10) if (b == k).any())
     assert s["ece"] == pytest.approx(ece, abs=1e-9)
 
 
 def test_sliding_windows_predict_every_token_once(tiny_lm):
-    from myopia.experiments.mode_collapse._measure import text_ids, token_stats
+    from myopia.experiments.mode_collapse._text_stats import text_ids, token_stats
 
     ids, chars = text_ids(tiny_lm, TEXT)
     full = token_stats(tiny_lm, ids, window=128)
@@ -105,7 +111,8 @@ def test_multiple_choice_probabilities_are_renormalised_letter_scores(mc_run):
     assert len(rows) == 6
     q = mc_questions()[0]
     tok = AutoTokenizer.from_pretrained(base_dir)
-    prompt = "Question: " + q["question"] + "\n" + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(q["options"])) + "\nAnswer:"
+    options = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(q["options"]))
+    prompt = "Question: " + q["question"] + "\n" + options + "\nAnswer:"
     ctx = tok(prompt)["input_ids"]
     lps = []
     for letter in "ABCD":
@@ -130,7 +137,7 @@ def test_run_directory_summary_report_and_numbers(mc_run):
     nb = summary["numbers"][0]
     assert nb["samples"] == 8 and nb["uniform_entropy"] == pytest.approx(math.log(101))
     numbers = read_parquet(out / "results" / "numbers.parquet")
-    from myopia.experiments.mode_collapse._core import parse_number_answer
+    from myopia.experiments.mode_collapse._numbers import parse_number_answer
 
     assert all(parse_number_answer(r["text"]).kind == r["kind"] for r in numbers)
     prompts = {r["model"]: r for r in read_parquet(out / "results" / "number_prompts.parquet")}
@@ -140,6 +147,56 @@ def test_run_directory_summary_report_and_numbers(mc_run):
     assert html.index("<h2>Summary</h2>") < html.index("<img")
     assert len(list((out / "figures").glob("*.png"))) == 3  # entropy histogram, reliability, numbers
     assert summary["status"] == []
+
+
+def test_headline_round_trips_through_summary_json(mc_result):
+    from myopia.experiments.mode_collapse import ModeCollapse
+    from myopia.experiments.mode_collapse._summary import ModeCollapseSummary
+    from myopia.runs import read_summary
+
+    result, base_dir, chat_dir = mc_result
+    text = (result.run_dir / "summary.json").read_text()
+    again = ModeCollapseSummary.model_validate_json(text)
+    assert again == result.summary and again.table() == result.summary.table()
+    assert read_summary(result.run_dir, ModeCollapse()).table() == result.summary.table()
+    header, rows = again.table()
+    assert header[:4] == ["model", "text", "H/char", "ECE"] and len(rows) == 2  # one text, two models
+    model = f"hf:{base_dir}"
+    raw = next(r for r in json.loads(text)["text"] if r["model"] == model)
+    base = next(r for r in again.text if r.model == model)
+    assert base.entropy_per_char == raw["entropy_per_char"] and base.ece == raw["ece"]
+    row = next(r for r in rows if r[0] == model)
+    assert row[2] == base.entropy_per_char and row[4] == next(r.accuracy for r in again.mc if r.model == model)
+    assert [n.prompt for n in again.numbers] == [0, 0]  # one prompt: nothing pooled
+    assert row[6] == f"{next(n.answers for n in again.numbers if n.model == model)}/8"
+
+
+def test_table_has_a_row_per_model_and_text_with_the_other_columns_once():
+    from myopia.experiments.mode_collapse._summary import (
+        ChoiceFigures,
+        ModeCollapseSummary,
+        NumberFigures,
+        TextFigures,
+    )
+
+    figures = dict(tokens=10, chars=40, bytes=40, entropy_per_token=2.0, entropy_per_char=0.5, entropy_per_byte=0.5,
+                   xent_per_token=2.5, xent_per_char=0.6, bits_per_byte=0.9, top1_accuracy=0.3,
+                   mean_confidence=0.4, ece=0.1)
+    numbers = dict(samples=4, answers=3, entropy=0.6, uniform_entropy=math.log(101), uniform_entropy_at_n=1.0,
+                   top=[(7, 2), (3, 1)], kinds={"answer": 3, "none": 1})
+    s = ModeCollapseSummary(
+        text=[TextFigures(model="a", text="t1", **figures), TextFigures(model="a", text="t2", **figures)],
+        mc=[ChoiceFigures(model="a", questions=2, accuracy=0.5, mean_confidence=0.6, ece=0.2, mean_option_mass=0.9)],
+        numbers=[NumberFigures(model="a", prompt=0, **numbers), NumberFigures(model="a", prompt=1, **numbers),
+                 NumberFigures(model="a", prompt="all", **{**numbers, "samples": 8, "answers": 6}),
+                 NumberFigures(model="b", prompt=0, **numbers)],
+        status=[])
+    header, rows = s.table()
+    assert len(header) == len(rows[0]) == 10
+    assert [r[:2] for r in rows] == [["a", "t1"], ["a", "t2"], ["b", None]]
+    assert rows[0][4:8] == [0.5, 0.2, "6/8", 0.6] and rows[0][9] == "7×2, 3×1"  # the pooled numbers
+    assert rows[1][4:] == [None] * 6
+    assert rows[2][2:6] == [None] * 4 and rows[2][6] == "3/4"
 
 
 class _SampleOnly(LanguageModel):

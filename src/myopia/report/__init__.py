@@ -5,4 +5,6 @@ from ._format import console_cell, fmt, interval, num, pct, short
 from ._plot import heatmap, plt
 from ._report import Figure, Report, Section, Table
 
-__all__ = ["Figure", "Report", "Section", "Table", "console_cell", "fmt", "heatmap", "interval", "num", "pct", "plt", "short"]
+__all__ = [
+    "Figure", "Report", "Section", "Table", "console_cell", "fmt", "heatmap", "interval", "num", "pct", "plt", "short",
+]

@@ -9,7 +9,9 @@ matplotlib.use("Agg")  # figures are written to files; there is no screen
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def heatmap(ax, matrix, xlabels, ylabels, title: str, vmin=None, vmax=None, cmap: str = "viridis", colorbar: bool = True):
+def heatmap(
+    ax, matrix, xlabels, ylabels, title: str, vmin=None, vmax=None, cmap: str = "viridis", colorbar: bool = True
+):
     """A labelled matrix (rows bottom-up) on ``ax``, with a colour bar."""
     im = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")
     ax.set_xticks(range(len(xlabels)), xlabels, fontsize=7)

@@ -170,6 +170,14 @@ def test_a_damaged_lab_spec_is_named_not_ignored(tiny_lm_dir, tmp_path):
     _assert_one_line_exit_2(_score(f"lab:{d}"), str(d / "spec.json"), "is not valid JSON")
 
 
+def test_a_lab_folder_still_training_says_how_to_finish(tmp_path):
+    d = tmp_path / "train"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "spec.toml").write_text('task = "addition"\n')
+    line = _assert_one_line_exit_2(_score(f"lab:{d}"), "has not finished training")
+    assert f"myopia train --spec {d / 'spec.toml'} --out {d}" in line
+
+
 def test_the_undamaged_copy_loads(tiny_lm_dir, tmp_path):
     """The checks refuse nothing that is whole (the control for every case above)."""
     d = _damaged_copy(tiny_lm_dir, tmp_path, lambda d: None)

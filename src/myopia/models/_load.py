@@ -129,6 +129,11 @@ def check_spec(spec: str) -> tuple[str, str]:
         if not path.exists():
             raise UserError(f"lab model not found: {arg}")
         if path.is_dir() and any(path.iterdir()) and not (path / "config.json").is_file():
+            if (path / "spec.toml").is_file():
+                raise UserError(
+                    f"lab model {arg} has not finished training (no final model yet); "
+                    f"resume it with `myopia train --spec {path / 'spec.toml'} --out {path}`"
+                )
             raise UserError(f"lab model not found: {arg} has no config.json (is it a `myopia train` output dir?)")
         check_model_dir(path)
         if (path / "spec.json").is_file():  # read by the loader (the objective)

@@ -71,6 +71,8 @@ def check_model_dir(path: Path) -> None:
     as a causal LM and whose values transformers accepts; tokenizer files present; the small
     JSON files valid. Not read: the weights themselves and tokenizer.json (tens of MB).
     """
+    if not path.exists():
+        raise UserError(f"model folder not found: {path}")
     if not path.is_dir():
         hint = " (a GGUF file loads with gguf:PATH)" if _starts_with(path, b"GGUF") else ""
         raise UserError(f"{path} is a file, not a model folder{hint}; a model folder holds {HOLDS}")

@@ -76,7 +76,10 @@ def _garble_tensor_bytes(d: Path) -> None:
 
 def _missing_shard(d: Path) -> None:
     (d / WEIGHTS).rename(d / "model-00001-of-00002.safetensors")
-    weight_map = {"model.embed_tokens.weight": "model-00001-of-00002.safetensors", "lm_head.weight": "model-00002-of-00002.safetensors"}
+    weight_map = {
+        "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+        "lm_head.weight": "model-00002-of-00002.safetensors",
+    }
     (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
@@ -98,26 +101,54 @@ CASES = {
     "weights-truncated-in-tensors": (_cut(WEIGHTS, lambda n: n // 2), WEIGHTS, "is truncated: its tensors need"),
     "weights-one-byte-short": (_cut(WEIGHTS, lambda n: n - 1), WEIGHTS, "is truncated"),
     "weights-empty": (_write(WEIGHTS, b""), WEIGHTS, "is truncated (0 bytes)"),
-    "weights-not-safetensors": (_write(WEIGHTS, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}"), WEIGHTS, "not a safetensors file"),
+    "weights-not-safetensors": (
+        _write(WEIGHTS, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}"),
+        WEIGHTS,
+        "not a safetensors file",
+    ),
     "weights-garbled-tensors": (_garble_tensor_bytes, WEIGHTS, "NaN or infinite values"),
-    "weights-shard-missing": (_missing_shard, "model-00002-of-00002.safetensors", "is missing (listed in model.safetensors.index.json)"),
+    "weights-shard-missing": (
+        _missing_shard,
+        "model-00002-of-00002.safetensors",
+        "is missing (listed in model.safetensors.index.json)",
+    ),
     "config-missing": (_remove(CONFIG), "", "has no config.json"),
     "config-not-json": (_write(CONFIG, b'{"model_type": "llama",'), CONFIG, "is not valid JSON"),
     "config-not-an-object": (_write(CONFIG, b"[1, 2]"), CONFIG, "holds a JSON list, not an object"),
     "config-invalid-value": (_config(num_attention_heads=5), CONFIG, "not a multiple of the number of attention heads"),
     "config-wrong-type": (_config(hidden_size="abc"), CONFIG, "expected int, got str"),
     "config-unknown-activation": (_config(hidden_act="nonsense"), CONFIG, "cannot build a model from: 'nonsense'"),
-    "config-unknown-rope": (_config(rope_parameters={"rope_type": "nonsense", "rope_theta": 1.0}), CONFIG, "cannot build a model from"),
+    "config-unknown-rope": (
+        _config(rope_parameters={"rope_type": "nonsense", "rope_theta": 1.0}),
+        CONFIG,
+        "cannot build a model from",
+    ),
     "config-no-model-type": (_config(model_type=None), CONFIG, "has no model_type"),
-    "architecture-unknown": (_config(model_type="nosuchmodel"), CONFIG, "model_type 'nosuchmodel' is not an architecture transformers"),
+    "architecture-unknown": (
+        _config(model_type="nosuchmodel"),
+        CONFIG,
+        "model_type 'nosuchmodel' is not an architecture transformers",
+    ),
     "config-fewer-layers-than-weights": (_config(num_hidden_layers=1), WEIGHTS, "tensors the config has no place for"),
     "config-more-layers-than-weights": (_config(num_hidden_layers=3), WEIGHTS, "tensors missing (model.layers.2."),
     "config-wrong-vocab": (_config(vocab_size=200), WEIGHTS, "the config wants [200, 32]"),
     "config-other-architecture": (_config(model_type="gpt2"), WEIGHTS, "does not fit"),
     "tokenizer-truncated": (_cut(TOKENIZER, lambda n: n // 2), TOKENIZER, "is not a valid tokenizer file"),
-    "tokenizer-garbled": (_write(TOKENIZER, random.Random(1).randbytes(4000)), TOKENIZER, "is not a valid tokenizer file"),
-    "tokenizer-config-not-json": (_write("tokenizer_config.json", b"{oops"), "tokenizer_config.json", "is not valid JSON"),
-    "generation-config-not-json": (_write("generation_config.json", b""), "generation_config.json", "is not valid JSON"),
+    "tokenizer-garbled": (
+        _write(TOKENIZER, random.Random(1).randbytes(4000)),
+        TOKENIZER,
+        "is not a valid tokenizer file",
+    ),
+    "tokenizer-config-not-json": (
+        _write("tokenizer_config.json", b"{oops"),
+        "tokenizer_config.json",
+        "is not valid JSON",
+    ),
+    "generation-config-not-json": (
+        _write("generation_config.json", b""),
+        "generation_config.json",
+        "is not valid JSON",
+    ),
     "empty-folder": (_empty, "", "is an empty folder"),
     "a-file-not-a-folder": (_a_file, "", "is a file, not a model folder"),
 }
@@ -156,7 +187,9 @@ def test_damaged_model_folder_is_one_line_naming_the_file(case, tiny_lm_dir, tmp
     _assert_one_line_exit_2(_score(f"hf:{d}"), named, says)
 
 
-@pytest.mark.parametrize("case", ["no-tokenizer", "weights-truncated-in-tensors", "config-invalid-value", "empty-folder"])
+@pytest.mark.parametrize(
+    "case", ["no-tokenizer", "weights-truncated-in-tensors", "config-invalid-value", "empty-folder"]
+)
 def test_lab_folders_get_the_same_checks(case, tiny_lm_dir, tmp_path):
     damage, file, says = CASES[case]
     d = _damaged_copy(tiny_lm_dir, tmp_path, damage)
@@ -258,7 +291,8 @@ def test_gguf_check_is_exact_on_a_small_file(tmp_path):
     check_gguf(path)  # whole: accepted
     data = path.read_bytes()
     path.write_bytes(data[:-1])
-    with pytest.raises(UserError, match=f"truncated: its tensors need {len(data):,} bytes, the file has {len(data) - 1:,}"):
+    says = f"truncated: its tensors need {len(data):,} bytes, the file has {len(data) - 1:,}"
+    with pytest.raises(UserError, match=says):
         check_gguf(path)
 
 
@@ -269,7 +303,11 @@ def test_gguf_check_is_exact_on_a_small_file(tmp_path):
         ("empty", lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
         ("cut-in-magic", lambda p: p.write_bytes(b"GG"), "ends inside its GGUF header"),
         ("cut-in-header", lambda p: p.write_bytes(_tiny_gguf(p).read_bytes()[:40]), "ends inside its GGUF header"),
-        ("cut-in-tensors", lambda p: p.write_bytes(_tiny_gguf(p).read_bytes()[:500]), "truncated: its tensors need 832 bytes"),
+        (
+            "cut-in-tensors",
+            lambda p: p.write_bytes(_tiny_gguf(p).read_bytes()[:500]),
+            "truncated: its tensors need 832 bytes",
+        ),
         ("a-folder", lambda p: p.mkdir(), "is a folder, not a GGUF file"),
     ],
 )

@@ -209,7 +209,8 @@ def _load_tokenizer(spec: str, path: Path, local: bool):
     try:
         return AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as e:  # transformers' words for "these files make no tokenizer"
-        raise UserError((local and tokenizer_fault(path)) or f"cannot load the tokenizer of {spec}: {one_line(e)}") from None
+        fault = (local and tokenizer_fault(path)) or f"cannot load the tokenizer of {spec}: {one_line(e)}"
+        raise UserError(fault) from None
     except (KeyError, TypeError, AttributeError):
         fault = tokenizer_fault(path) if local else None
         if fault is None:  # not a damaged file we can name: a bug, keep its traceback
@@ -276,7 +277,9 @@ def _check_fit(spec: str, path: Path, local: bool, info: dict) -> None:
         parts.append(f"{len(unexpected)} tensors the config has no place for ({', '.join(sorted(unexpected)[:2])}, …)")
     if mismatched:
         name, stored, wanted = sorted(mismatched)[0]
-        parts.append(f"{len(mismatched)} tensors of the wrong shape ({name} is {list(stored)}, the config wants {list(wanted)})")
+        parts.append(
+            f"{len(mismatched)} tensors of the wrong shape ({name} is {list(stored)}, the config wants {list(wanted)})"
+        )
     raise UserError(
         f"{_weights_name(path, local)} does not fit {spec}'s config.json: {'; '.join(parts)} "
         "(a damaged config.json, or the weights of another model?)"

@@ -21,7 +21,8 @@ from pathlib import Path
 import gguf
 from huggingface_hub.errors import StrictDataclassError
 from tokenizers import Tokenizer
-from transformers import AutoConfig, __version__ as transformers_version
+from transformers import AutoConfig
+from transformers import __version__ as transformers_version
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 

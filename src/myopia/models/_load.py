@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import UserError
-from .._io import cache_dir, write_json_atomic
+from .._io import cache_dir, publish_tree, write_json_atomic
 from ._model_files import (
     check_gguf,
     check_model_dir,
@@ -369,6 +369,7 @@ def convert_gguf(path: Path | None, remedy: str = "") -> Path:
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(str(path.resolve()) + "\n")
         (tmp / "DONE").write_text("ok\n")
+        publish_tree(tmp)
         if target.exists():
             shutil.rmtree(target)
         try:

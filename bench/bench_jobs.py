@@ -6,7 +6,8 @@ both alike). Rounds alternate the order (serial, jobs; then jobs, serial; ...), 
 the machine's load hits both alike. Recorded per run: wall time, the CPU seconds the run used
 (its processes and their children), and the 1-minute load average before and after.
 
-``--experiment NAME`` runs one experiment in its quick form instead of the whole suite.
+``--experiment NAME`` runs one experiment in its quick form instead of the whole suite (``--set``
+adds overrides), for a machine too loaded to time the whole suite twice.
 
     .venv/bin/python bench/bench_jobs.py                       # one round: serial, then --jobs 2
     .venv/bin/python bench/bench_jobs.py --rounds 2 --write    # ABBA, and its section of BENCHMARKS.md
@@ -36,25 +37,26 @@ def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def _command(target: str, jobs: int, out: Path) -> list[str]:
+def _command(target: str, jobs: int, out: Path, overrides: list[str]) -> list[str]:
     cmd = [str(MYOPIA), "run", target, "--out", str(out)]
     if target != "quick":  # one experiment in its quick form
         for k, v in (get_experiment(target).quick or {}).items():
             cmd += ["--set", f"{k}={toml_literal(v)}"]
+    for o in overrides:
+        cmd += ["--set", o]
     return cmd + (["--jobs", str(jobs)] if jobs > 1 else [])
 
 
-def _one(target: str, jobs: int, folder: Path) -> dict:
-    out = folder / f"run-{time.time_ns()}"
+def _one(cmd: list[str]) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load0, t0 = _load(), time.perf_counter()
-    proc = subprocess.run(_command(target, jobs, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(_command(target, jobs, out))} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"jobs": jobs, "wall": wall, "cpu": cpu, "load0": load0, "load1": _load()}
+    return {"wall": wall, "cpu": cpu, "load0": load0, "load1": _load()}
 
 
 def _variant(jobs: int) -> str:
@@ -66,6 +68,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="each round runs both variants; the order alternates")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--experiment", default="quick", help="one experiment's quick form instead of the whole suite")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     args = ap.parse_args()
     variants = [1, args.jobs]
@@ -73,14 +76,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         for r in range(args.rounds):
             for jobs in variants if r % 2 == 0 else variants[::-1]:
-                res = _one(args.experiment, jobs, Path(tmp))
-                runs.append({"round": r + 1, **res})
+                out = Path(tmp) / f"run-{r}-{jobs}"
+                res = _one(_command(args.experiment, jobs, out, args.overrides))
+                runs.append({"round": r + 1, "jobs": jobs, **res})
                 print(f"round {r + 1} jobs={jobs}: {res['wall']:.1f} s wall, {res['cpu']:.1f} s CPU, "
                       f"load {res['load0']:.1f} -> {res['load1']:.1f}", flush=True)
     median = {j: statistics.median(x["wall"] for x in runs if x["jobs"] == j) for j in variants}
     loads = [x["load0"] for x in runs] + [x["load1"] for x in runs]
     name = "the quick suite" if args.experiment == "quick" else f"`{args.experiment}` in its quick form"
     flags = f" --rounds {args.rounds}" + (f" --experiment {args.experiment}" if args.experiment != "quick" else "")
+    flags += "".join(f" --set '{o}'" for o in args.overrides)
     rows = "\n".join(
         f"| {x['round']} | {_variant(x['jobs'])} | {x['wall']:.1f} | {x['cpu']:.1f} "
         f"| {x['load0']:.1f} → {x['load1']:.1f} |"

@@ -197,7 +197,8 @@ class PoolExecutor:
         with _environ(_worker_env(w, self.workers)):
             proc.start()
         child.close()
-        if w < len(self._procs):
+        if w < len(self._procs):  # a replacement for a worker that died
+            self._conns[w].close()
             self._procs[w], self._conns[w], self._models[w] = proc, parent, None
         else:
             self._procs.append(proc)
@@ -211,6 +212,8 @@ class PoolExecutor:
         while pending or busy:
             for w in range(len(self._procs)):
                 if w not in busy and pending:
+                    if not self._procs[w].is_alive():  # died while idle
+                        self._start(w)
                     elsewhere = {m for v, m in enumerate(self._models) if v != w}
                     job = pick(pending, self._models[w], elsewhere)
                     self._conns[w].send(job)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from ._errors import UserError
+from ._errors import RunFailed, UserError
 
 
 class _Group(click.Group):
@@ -21,6 +21,9 @@ class _Group(click.Group):
         except UserError as e:
             click.echo(f"myopia: error: {e}", err=True)
             sys.exit(UserError.exit_code)
+        except RunFailed as e:
+            click.echo(f"myopia: error: {e}", err=True)
+            sys.exit(RunFailed.exit_code)
         except KeyboardInterrupt:
             click.echo("myopia: interrupted; finished work is saved, run the same command to resume", err=True)
             sys.exit(130)

@@ -19,3 +19,10 @@ class UserError(Exception):
 
     def __str__(self) -> str:  # one line, always
         return " ".join(self.message.split())
+
+
+class RunFailed(Exception):
+    """Cells of a run failed on its workers (``--jobs``, ``--ray``); the others finished. Printed
+    as one line naming them (their errors and tracebacks are in the manifest), exit code 1."""
+
+    exit_code = 1

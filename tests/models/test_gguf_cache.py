@@ -34,5 +34,5 @@ def test_a_file_that_is_not_gguf_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MYOPIA_CACHE", str(tmp_path / "cache"))
     f = tmp_path / "bad.gguf"
     f.write_bytes(b"not a gguf file at all")
-    with pytest.raises(UserError, match="cannot read gguf"):
+    with pytest.raises(UserError, match="bad.gguf is not a GGUF file"):
         convert_gguf(f)

@@ -26,7 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .._errors import UserError
-from .._io import atomic_path, write_parquet_atomic, write_text_atomic
+from .._io import atomic_path, publish_tree, write_parquet_atomic, write_text_atomic
+from ..models._model_files import check_safetensors, one_line, read_json_object
 
 
 def write_log(path: Path, rows: list[dict]) -> None:
@@ -92,6 +93,7 @@ def save_checkpoint(out: Path, step: int, model, objective, module, optimizer, t
     save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
     write_log(tmp / "train_log.parquet", log)
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **meta}, indent=1) + "\n")
+    publish_tree(tmp)
     if final.exists():  # left by an earlier attempt that died before updating `latest`
         shutil.rmtree(final)
     os.rename(tmp, final)
@@ -130,8 +132,29 @@ def load_model_weights(folder: Path, module: torch.nn.Module, model, objective) 
     objective.load_extra(module, folder)
 
 
+def check_checkpoint(path: Path) -> None:
+    """A damaged checkpoint (a truncated or garbled safetensors file, among them the objective's
+    extra heads, or a damaged trainer_state.json or train_log.parquet) is one line naming the
+    file, read from headers and small files only, before anything is loaded."""
+    try:
+        for f in sorted(path.glob("*.safetensors")):
+            check_safetensors(f)
+        read_json_object(path / "trainer_state.json")
+        log = path / "train_log.parquet"
+        if log.exists():
+            try:
+                pq.read_metadata(log)
+            except (OSError, pa.ArrowException) as e:
+                raise UserError(f"{log} is not a Parquet file ({one_line(e)})") from None
+    except UserError as e:
+        raise UserError(
+            f"checkpoint {path.name} is damaged: {e}; delete {path.parent} to train again from the start"
+        ) from None
+
+
 def load_checkpoint(path: Path, module, model, objective, optimizer) -> tuple[int, list[dict]]:
     """Restore weights, optimizer and RNG state; returns (step, log rows up to that step)."""
+    check_checkpoint(path)
     load_model_weights(path, module, model, objective)
     meta = json.loads((path / "trainer_state.json").read_text())
     state: dict[int, dict[str, torch.Tensor]] = {}

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .._errors import UserError
-from .._io import write_text_atomic
+from .._io import publish_tree, write_text_atomic
 from ..tasks import Batch, task_from_config
 from ._checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model, write_log
 from ._config import TrainConfig, lr_at, validate
@@ -194,6 +194,7 @@ def _write_final(out: Path, model, objective, module, task, log: list[dict], res
     """Final HF checkpoint into OUT (files moved in one by one with os.replace), log, result."""
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=".tmp-final-"))
     save_model(tmp, model, objective, module, task)
+    publish_tree(tmp)
     for f in tmp.iterdir():
         if f.is_dir():
             shutil.rmtree(out / f.name, ignore_errors=True)

@@ -13,9 +13,41 @@ from .._errors import UserError
 
 @click.command()
 @click.argument("name_or_spec")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec field by dotted path; VALUE is read as TOML (3, true, \"x\", [\"a\", \"b\"]), else as a string. Repeatable.")
-@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/NAME-SPECHASH). Running again with the same spec and directory resumes.")
-def run(name_or_spec: str, overrides: tuple[str, ...], out: str | None) -> None:
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a spec field by dotted path; VALUE is read as TOML (3, true, \"x\", [\"a\", \"b\"]), "
+    "else as a string. Repeatable.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Run directory (default: runs/NAME-SPECHASH). Running again with the same spec and directory resumes.",
+)
+@click.option(
+    "--jobs",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Run independent cells in N worker processes (one torch thread each; one GPU each on a machine "
+    "with several). Default: one after another, in this process.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the cells on a Ray cluster whose workers share the run directory's filesystem: ADDRESS "
+    "(HOST:PORT of its head node, or auto), or a local Ray cluster without one (put --ray last, or write "
+    "--ray=ADDRESS). --jobs N caps the number of workers.",
+)
+def run(
+    name_or_spec: str, overrides: tuple[str, ...], out: str | None, jobs: int | None, ray_address: str | None
+) -> None:
     """Run a registered experiment (by name, with its default spec), a suite, or a TOML spec.
 
     \b
@@ -23,6 +55,8 @@ def run(name_or_spec: str, overrides: tuple[str, ...], out: str | None) -> None:
       myopia run quick                       # the quick suite, bundled models
       myopia run sequence-likelihood --set samples=128 --set 'models=["gemma-3-270m"]'
       myopia run examples/sequence_likelihood.toml --out runs/mine
+      myopia run quick --jobs 2              # two cells at a time
+      myopia run myopia-gap --ray            # on a local Ray cluster (--ray HOST:PORT for one that runs)
     NAME_OR_SPEC is a registered experiment (sequence-likelihood, …), the suite
     `quick`, or a TOML file; an unknown name lists the known ones.
     """
@@ -30,16 +64,36 @@ def run(name_or_spec: str, overrides: tuple[str, ...], out: str | None) -> None:
     from ._suite import run_suite, suites
 
     console = _console()
-    if name_or_spec in suites():
-        res = run_suite(name_or_spec, list(overrides), out, console=Console(stderr=True))
-        for member, r in res.members:
-            _print_summary(console, member, r.summary, r.run_dir)
-        console.print(f"report: {res.report_path}")
-        return
-    r = run_experiment(name_or_spec, list(overrides), out, console=Console(stderr=True))
+    executor = make_executor(jobs, ray_address)
+    try:
+        if name_or_spec in suites():
+            res = run_suite(name_or_spec, list(overrides), out, console=Console(stderr=True), executor=executor)
+            for member, r in res.members:
+                _print_summary(console, member, r.summary, r.run_dir)
+            console.print(f"report: {res.report_path}")
+            return
+        r = run_experiment(name_or_spec, list(overrides), out, console=Console(stderr=True), executor=executor)
+    finally:
+        executor.close()
     _print_summary(console, r.summary.experiment, r.summary, r.run_dir)
     note = f" ({r.cells_skipped} cells reused from an earlier run)" if r.cells_skipped else ""
     console.print(f"report: {r.report_path}{note}")
+
+
+def make_executor(jobs: int | None, ray_address: str | None):
+    """What runs the cells: here one after another (no option, ``--jobs 1``), a pool of worker
+    processes (``--jobs N``), or a Ray cluster (``--ray``)."""
+    from ._executors import PoolExecutor, SerialExecutor, check_jobs
+
+    if jobs is not None:
+        check_jobs(jobs)
+    if ray_address is not None:
+        from ._ray import RayExecutor
+
+        return RayExecutor(ray_address, max_workers=jobs)
+    if jobs is None or jobs == 1:
+        return SerialExecutor()
+    return PoolExecutor(jobs)
 
 
 def _console() -> Console:
@@ -65,23 +119,21 @@ def _print_summary(console: Console, name: str, summary, run_dir: Path) -> None:
 @click.command()
 @click.argument("run_dir", type=click.Path())
 def report(run_dir: str) -> None:
-    """Re-render RUN_DIR's summary.json and report.html from its stored results (nothing is recomputed).
+    """Rebuild RUN_DIR's results/, summary.json and report.html from its cell files, each checked against
+    its checksum (nothing is recomputed; a damaged cell is named, with the command that recomputes it).
 
     \b
     Example:
       myopia report runs/sequence-likelihood-1a2b3c4d5e
     """
     from ._runner import rerender
-    from ._suite import write_suite_report
+    from ._suite import rerender_suite
 
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
-    if not (path / "spec.toml").exists():
-        members = [p.name for p in sorted(path.iterdir()) if (p / "spec.toml").is_file()]
-        if not members:
-            raise UserError(f"{run_dir} is not a run directory (no spec.toml / manifest.json)")
-        out = write_suite_report(path.name.split("-")[0], path, members)
-    else:
+    if (path / "spec.toml").exists() or (path / "manifest.json").exists():
         out, _ = rerender(path)
+    else:
+        out = rerender_suite(path)
     Console().print(f"report: {out}")

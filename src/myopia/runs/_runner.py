@@ -1,32 +1,46 @@
 """One run: resolve a spec, run its unfinished cells (each saved the moment it finishes), merge
 their tables, write summary.json and report.html (the layout is in :mod:`myopia.runs`).
 
-Every file is written atomically. A run started again with the same spec and directory skips
-the cells whose status is ``done`` and whose files are present.
+Every file is written atomically, and one run at a time writes a run directory (its lock). A
+run started again with the same spec and directory skips the cells that finished and whose
+files still match their checksums; a cell whose files are missing or damaged is recomputed, with
+one warning line (:mod:`myopia.runs._rundir`). An executor runs the cells (one after another
+here, or in worker processes, or on Ray: :mod:`myopia.runs._executors`); this module alone
+writes the manifest.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import platform
 import re
 import socket
 import sys
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .._errors import UserError
-from .._io import read_parquet, write_bytes_atomic, write_json_atomic, write_parquet_atomic, write_text_atomic
+from .._errors import RunFailed, UserError
+from .._io import write_bytes_atomic, write_json_atomic, write_parquet_atomic, write_text_atomic
 from .._toml import to_toml
-from ..experiments import Cell, CellContext, Experiment, Headline, Spec, Tables, get_experiment
-from ..models import load_model
+from ..experiments import Cell, Experiment, Headline, Spec, Tables, get_experiment
 from ..report import Report, Table, fmt
+from ._executors import CellJob, Event, Executor, Failed, Finished, Progressed, SerialExecutor, Started, error_line
 from ._progress import Progress
+from ._rundir import (
+    MANIFEST,
+    RunLock,
+    adopt_sidecar,
+    check_cells,
+    file_record,
+    now,
+    read_cell,
+    read_manifest,
+    read_sidecar,
+    rebuild_manifest,
+    warn,
+)
 from ._specs import apply_overrides, load_toml, spec_hash, validate
 
 _PACKAGES = ("myopia", "torch", "transformers", "tokenizers", "gguf", "numpy", "pyarrow", "pydantic")
@@ -65,24 +79,6 @@ def default_run_dir(spec: Spec) -> Path:
     return Path("runs") / f"{spec.experiment}-{spec_hash(spec)}"
 
 
-class _ModelPool:
-    """Keeps the most recently used model loaded; cells are ordered by model."""
-
-    def __init__(self):
-        self._name, self._model = None, None
-
-    def get(self, spec: str):
-        if spec != self._name:
-            self.close()
-            self._model, self._name = None, None  # a failed load leaves nothing stale behind
-            self._model, self._name = load_model(spec), spec
-        return self._model
-
-    def close(self):
-        if self._model is not None:
-            self._model.close()
-
-
 def _versions() -> dict:
     out = {}
     for p in _PACKAGES:
@@ -93,22 +89,23 @@ def _versions() -> dict:
     return out
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _open_manifest(run_dir: Path, exp: Experiment, spec: Spec, cells: list[Cell]) -> dict:
-    path = run_dir / "manifest.json"
+    """The run's manifest: read (rebuilt from the cells' records if it is damaged), checked to be
+    this spec's, and stamped for this session."""
     h = spec_hash(spec)
-    if path.exists():
-        manifest = json.loads(path.read_text())
-        if manifest.get("spec_hash") != h:
-            raise UserError(
-                f"{run_dir} holds a run of a different spec (hash {manifest.get('spec_hash')}, "
-                f"this one {h}); pass another --out, or remove that directory"
-            )
-    else:
-        manifest = {"experiment": exp.name, "spec_hash": h, "created": _now(), "cells": {}}
+    manifest, fault = read_manifest(run_dir)
+    if manifest is None:
+        manifest = rebuild_manifest(run_dir, exp.name, h, cells)
+        if fault != "missing" or any(e["status"] == "done" for e in manifest["cells"].values()):
+            warn(f"{run_dir / MANIFEST} is {fault}; rebuilt from the cells' own records (cells/*/cell.json)")
+    elif manifest.get("spec_hash") != h:
+        hint = ""
+        if manifest.get("spec"):
+            hint = f" (if {run_dir / 'spec.toml'} was damaged, `myopia report {run_dir}` restores it)"
+        raise UserError(
+            f"{run_dir} holds a run of a different spec (hash {manifest.get('spec_hash')}, "
+            f"this one {h}); pass another --out, or remove that directory{hint}"
+        )
     manifest.update(
         seed=spec.seed,
         host=socket.gethostname(),
@@ -116,20 +113,13 @@ def _open_manifest(run_dir: Path, exp: Experiment, spec: Spec, cells: list[Cell]
         platform=platform.platform(),
         packages=_versions(),
         command=" ".join(sys.argv),
-        started=_now(),
+        started=now(),
         ended=None,
         status="running",
     )
-    for c in cells:
-        manifest["cells"].setdefault(c.id, {"model": c.model, "status": "pending"})
+    manifest["spec"] = spec.model_dump(mode="json")
+    manifest.setdefault("files", {})
     return manifest
-
-
-def _cell_done(run_dir: Path, manifest: dict, cell: Cell) -> bool:
-    entry = manifest["cells"].get(cell.id, {})
-    if entry.get("status") != "done":
-        return False
-    return all((run_dir / "cells" / cell.id / f"{t}.parquet").is_file() for t in entry.get("tables", []))
 
 
 def run(
@@ -137,74 +127,156 @@ def run(
     overrides: list[str] | None = None,
     out: str | Path | None = None,
     console=None,
+    executor: Executor | None = None,
 ) -> RunResult:
-    """Run (or resume) an experiment; returns where its results and report are."""
-    exp, spec = resolve_spec(name_or_path, overrides)
-    return run_spec(exp, spec, out, console)
+    """Run (or resume) an experiment; returns where its results and report are. ``executor``
+    (default: one cell after another, here) runs the cells: :class:`PoolExecutor` for ``--jobs``."""
+    try:
+        exp, spec = resolve_spec(name_or_path, overrides)
+    except UserError as e:
+        raise UserError(f"{e}{_spec_file_hint(name_or_path)}") from None
+    return run_spec(exp, spec, out, console, executor)
 
 
-def run_spec(exp: Experiment, spec: Spec, out=None, console=None) -> RunResult:
+def _spec_file_hint(path: str) -> str:
+    """A run's own spec.toml that cannot be read may be damaged: its manifest holds the spec."""
+    p = Path(path)
+    if p.name == "spec.toml" and (p.parent / MANIFEST).is_file():
+        return f" (if it was damaged, `myopia report {p.parent}` restores it from its manifest.json)"
+    return ""
+
+
+def run_spec(exp: Experiment, spec: Spec, out=None, console=None, executor: Executor | None = None) -> RunResult:
     """Run (or resume) an experiment whose spec is already resolved."""
     run_dir = Path(out) if out else default_run_dir(spec)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir, f"myopia run {exp.name}"):
+        return _run_locked(exp, spec, run_dir, console, executor or SerialExecutor())
+
+
+def _run_locked(exp: Experiment, spec: Spec, run_dir: Path, console, executor: Executor) -> RunResult:
     cells = sorted(exp.cells(spec), key=lambda c: (c.model or "", 0))
     ids = [c.id for c in cells]
     if len(set(ids)) != len(ids):
         raise RuntimeError(f"experiment {exp.name} produced duplicate cell ids")
-    write_text_atomic(run_dir / "spec.toml", to_toml(spec.model_dump(mode="json")))
     manifest = _open_manifest(run_dir, exp, spec, cells)
-    write_json_atomic(run_dir / "manifest.json", manifest)
+    h = manifest["spec_hash"]
+    checked = check_cells(run_dir, manifest, cells, h)
+    for cell_id, fault in checked.damaged.items():
+        warn(f"cell {cell_id}: {fault}; recomputing it")
+        manifest["cells"][cell_id] = {"model": manifest["cells"][cell_id].get("model"), "status": "pending"}
+    manifest["files"]["spec.toml"] = write_text_atomic(run_dir / "spec.toml", _spec_text(spec)).record()
+    write_json_atomic(run_dir / MANIFEST, manifest)
 
-    todo = [c for c in cells if not _cell_done(run_dir, manifest, c)]
-    pool = _ModelPool()
-    with Progress(console=console, total=len(cells), done=len(cells) - len(todo), title=exp.name) as bar:
+    todo = [c for c in cells if c.id not in checked.tables]
+    jobs = [CellJob(run_dir.resolve(), exp.name, spec, h, c) for c in todo]
+    book = _Bookkeeper(run_dir, manifest, parallel=executor.workers > 1)
+    workers = min(executor.workers, max(1, len(todo)))
+    done = len(cells) - len(todo)
+    with Progress(console=console, total=len(cells), done=done, title=exp.name, workers=workers) as bar:
+        book.bar = bar
         try:
-            for cell in todo:
-                bar.start_cell(cell.id)
-                t0 = time.time()
-                entry = manifest["cells"][cell.id]
-                entry.update(status="running", started=_now())
-                write_json_atomic(run_dir / "manifest.json", manifest)
-                work = run_dir / "work" / cell.id
-                tables = exp.run_cell(cell, spec, CellContext(pool, bar.cell_progress, work))
-                for name, records in tables.items():
-                    write_parquet_atomic(run_dir / "cells" / cell.id / f"{name}.parquet", records)
-                entry.update(
-                    status="done", finished=_now(), seconds=round(time.time() - t0, 2), tables=sorted(tables)
-                )
-                write_json_atomic(run_dir / "manifest.json", manifest)
-                bar.finish_cell()
+            executor.run(jobs, book.on_event)
         except BaseException as e:
-            for c in todo:
-                if manifest["cells"][c.id]["status"] == "running":
-                    manifest["cells"][c.id]["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            manifest["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            write_json_atomic(run_dir / "manifest.json", manifest)
+            book.stopped(e)
             raise
-        finally:
-            pool.close()
+    if book.failed:
+        manifest.update(status="failed", ended=now())
+        write_json_atomic(run_dir / MANIFEST, manifest)
+        raise RunFailed(_failures(run_dir, book.failed, len(cells)))
 
-    tables = merge_cells(run_dir, manifest, cells)
+    tables = merge_cells(run_dir, manifest, cells, checked.tables)
     summary = finish(run_dir, exp, spec, tables)
-    manifest.update(status="done", ended=_now())
-    write_json_atomic(run_dir / "manifest.json", manifest)
+    manifest.update(status="done", ended=now())
+    write_json_atomic(run_dir / MANIFEST, manifest)
     return RunResult(run_dir, summary, run_dir / "report.html", len(todo), len(cells) - len(todo))
 
 
-def _read_cells(run_dir: Path, manifest: dict, cells: list[Cell]) -> Tables:
-    """Every finished cell's tables, concatenated in cell order."""
+def _spec_text(spec: Spec) -> str:
+    return to_toml(spec.model_dump(mode="json"))
+
+
+class _Bookkeeper:
+    """Keeps the manifest and the progress display up to date as cells start, advance, finish
+    or fail (the one writer of the manifest, whichever executor runs the cells)."""
+
+    def __init__(self, run_dir: Path, manifest: dict, parallel: bool):
+        self.run_dir, self.manifest, self.parallel = run_dir, manifest, parallel
+        self.bar: Progress | None = None
+        self.failed: dict[str, str] = {}
+
+    def _save(self) -> None:
+        write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+
+    def on_event(self, ev: Event) -> None:
+        if isinstance(ev, Progressed):
+            self.bar.cell_progress(ev.advance, ev.total, ev.note, worker=ev.worker)
+            return
+        entry = self.manifest["cells"][ev.cell_id]
+        if isinstance(ev, Started):
+            for k in ("error", "traceback", "finished", "seconds", "tables", "files"):
+                entry.pop(k, None)
+            entry.update(status="running", started=now())
+            if self.parallel:
+                entry["worker"] = ev.worker + 1
+            self._save()
+            self.bar.start_cell(ev.cell_id, ev.worker)
+        elif isinstance(ev, Finished):
+            adopt_sidecar(entry, ev.record)
+            self._save()
+            self.bar.finish_cell(ev.worker)
+        elif isinstance(ev, Failed):
+            entry.update(status="failed", error=ev.error, traceback=ev.traceback)
+            self.failed[ev.cell_id] = ev.error
+            self._save()
+            self.bar.fail_cell(ev.error, ev.worker)
+
+    def stopped(self, e: BaseException) -> None:
+        """The run stops on an exception (Ctrl-C, or a cell's error in a serial run)."""
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        for entry in self.manifest["cells"].values():
+            if entry["status"] == "running":
+                entry["status"] = status
+                if status == "failed":
+                    entry["error"] = error_line(e)
+        self.manifest["status"] = status
+        self._save()
+
+
+def _failures(run_dir: Path, failed: dict[str, str], total: int) -> str:
+    first = "; ".join(f"{cid}: {err}" for cid, err in list(failed.items())[:3])
+    more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+    return (
+        f"{len(failed)} of {total} cells failed ({first}{more}); their errors and tracebacks are in "
+        f"{run_dir / MANIFEST}; run the same command again to retry only them"
+    )
+
+
+def merge_cells(run_dir: Path, manifest: dict, cells: list[Cell], verified: dict[str, Tables]) -> Tables:
+    """All cells' tables, concatenated in cell order, from the verified files (``verified``
+    holds those already read); ``results/*`` rewritten from them."""
     tables: Tables = {}
     for cell in cells:
-        for name in manifest["cells"][cell.id].get("tables", []):
-            tables.setdefault(name, []).extend(read_parquet(run_dir / "cells" / cell.id / f"{name}.parquet"))
+        got = verified.get(cell.id)
+        if got is None:
+            read = read_cell(run_dir, cell.id, manifest["cells"][cell.id])
+            if read.fault:
+                raise RuntimeError(f"cell {cell.id} was just written and is already damaged: {read.fault}")
+            got = read.tables
+        for name, records in got.items():
+            tables.setdefault(name, []).extend(records)
+    write_results(run_dir, manifest, tables)
     return tables
 
 
-def merge_cells(run_dir: Path, manifest: dict, cells: list[Cell]) -> Tables:
-    tables = _read_cells(run_dir, manifest, cells)
+def write_results(run_dir: Path, manifest: dict, tables: Tables) -> None:
+    """``results/*.parquet`` from the merged tables; a file that differed from its recorded
+    checksum is named (it was damaged; it is rebuilt either way)."""
+    files = manifest.setdefault("files", {})
     for name, records in tables.items():
-        write_parquet_atomic(run_dir / "results" / f"{name}.parquet", records)
-    return tables
+        rel = f"results/{name}.parquet"
+        if rel in files and file_record(run_dir / rel) != files[rel]:
+            warn(f"{run_dir / rel} was damaged or missing; rebuilt from the verified cell files")
+        files[rel] = write_parquet_atomic(run_dir / rel, records).record()
 
 
 def finish(run_dir: Path, exp: Experiment, spec: Spec, tables: Tables) -> Headline:
@@ -245,28 +317,101 @@ def build_report(exp: Experiment, spec: Spec, tables: Tables, summary: Headline)
 def add_sections(report: Report, exp: Experiment, spec: Spec, tables: Tables, summary: Headline) -> None:
     section = report.section(exp.name)
     exp.report(tables, spec, summary, section)
-    section.code(to_toml(spec.model_dump(mode="json")), caption="The resolved spec (rerun with `myopia run spec.toml`):")
+    section.code(_spec_text(spec), caption="The resolved spec (rerun with `myopia run spec.toml`):")
+
+
+def _is_run_dir(run_dir: Path) -> bool:
+    return (run_dir / "spec.toml").is_file() or (run_dir / MANIFEST).is_file()
 
 
 def load_run(run_dir: str | Path) -> tuple[Experiment, Spec, Tables]:
-    """The experiment, spec and merged tables of a finished (or partly finished) run."""
+    """The experiment, spec and merged tables of a finished run, every cell file verified
+    against its checksum. A damaged cell is one line naming it and the command that recomputes
+    it; a damaged manifest, spec.toml or cell record is rebuilt from the others (with a warning)."""
     run_dir = Path(run_dir)
-    if not (run_dir / "spec.toml").is_file() or not (run_dir / "manifest.json").is_file():
+    if not _is_run_dir(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no spec.toml / manifest.json)")
-    exp, spec = resolve_spec(str(run_dir / "spec.toml"), check=False)
-    manifest = json.loads((run_dir / "manifest.json").read_text())
+    with RunLock(run_dir, "myopia report"):
+        exp, spec, tables, _ = _load_locked(run_dir)
+    return exp, spec, tables
+
+
+def _load_locked(run_dir: Path) -> tuple[Experiment, Spec, Tables, dict]:
+    manifest, fault = read_manifest(run_dir)
+    changed = False
+    if manifest is not None and manifest.get("spec") is not None:
+        exp, spec, changed = _spec_from_manifest(run_dir, manifest)
+    else:
+        exp, spec = resolve_spec(str(run_dir / "spec.toml"), check=False)
     cells = exp.cells(spec)
-    missing = [c.id for c in cells if not _cell_done(run_dir, manifest, c)]
-    if missing:
+    if manifest is None:
+        manifest = _rebuild_for_report(run_dir, exp, spec, cells, fault)
+        changed = True
+    elif manifest.get("spec") is None and manifest.get("spec_hash") != spec_hash(spec):
         raise UserError(
-            f"{run_dir} is unfinished ({len(missing)} of {len(cells)} cells to go); "
-            f"finish it with `myopia run {run_dir / 'spec.toml'} --out {run_dir}`"
+            f"{run_dir / 'spec.toml'} does not match {run_dir / MANIFEST} (spec hash {spec_hash(spec)}, "
+            f"the manifest's {manifest.get('spec_hash')}): it was changed or damaged"
         )
-    return exp, spec, _read_cells(run_dir, manifest, cells)
+    checked = check_cells(run_dir, manifest, cells, manifest["spec_hash"])
+    redo = f"`myopia run {run_dir / 'spec.toml'} --out {run_dir}`"
+    if checked.damaged:
+        listed = "; ".join(f"{cid} ({fault})" for cid, fault in checked.damaged.items())
+        raise UserError(f"{run_dir} has {len(checked.damaged)} damaged cell(s): {listed}; recompute them with {redo}")
+    if checked.pending:
+        raise UserError(
+            f"{run_dir} is unfinished ({len(checked.pending)} of {len(cells)} cells to go); finish it with {redo}"
+        )
+    if changed or checked.changed:
+        write_json_atomic(run_dir / MANIFEST, manifest)
+    tables: Tables = {}
+    for cell in cells:
+        for name, records in checked.tables[cell.id].items():
+            tables.setdefault(name, []).extend(records)
+    return exp, spec, tables, manifest
+
+
+def _rebuild_for_report(run_dir: Path, exp: Experiment, spec: Spec, cells: list[Cell], fault: str) -> dict:
+    """The manifest rebuilt from the cells' records, for a spec read from spec.toml: records of
+    another spec mean spec.toml is what changed."""
+    h = spec_hash(spec)
+    others = {s.get("spec_hash") for c in cells if (s := read_sidecar(run_dir, c.id))} - {h}
+    if others:
+        raise UserError(
+            f"{run_dir / MANIFEST} is {fault}, and {run_dir / 'spec.toml'} does not match the cells' records "
+            f"(spec hash {h}, theirs {', '.join(sorted(map(str, others)))}): it was changed or damaged"
+        )
+    manifest = rebuild_manifest(run_dir, exp.name, h, cells)
+    warn(f"{run_dir / MANIFEST} is {fault}; rebuilt from the cells' own records (cells/*/cell.json)")
+    manifest["spec"] = spec.model_dump(mode="json")
+    manifest["files"] = {"spec.toml": file_record(run_dir / "spec.toml")}
+    return manifest
+
+
+def _spec_from_manifest(run_dir: Path, manifest: dict) -> tuple[Experiment, Spec, bool]:
+    """The run's spec as its manifest records it; spec.toml rewritten from it if the file is
+    missing or differs from its recorded checksum. (Whether it was rewritten is returned.)"""
+    stored = manifest["spec"]
+    exp = get_experiment(str(stored.get("experiment", "")))
+    spec = validate(exp.spec_cls, stored)
+    files = manifest.setdefault("files", {})
+    path = run_dir / "spec.toml"
+    found = file_record(path)
+    if found is not None and found == files.get("spec.toml"):
+        return exp, spec, False
+    warn(f"{path} was {'missing' if found is None else 'damaged'}; rewritten from {MANIFEST}")
+    files["spec.toml"] = write_text_atomic(path, _spec_text(spec)).record()
+    return exp, spec, True
 
 
 def rerender(run_dir: str | Path) -> tuple[Path, Headline]:
-    """``myopia report``: summary.json and report.html again, from stored results only."""
-    exp, spec, tables = load_run(run_dir)
-    summary = finish(Path(run_dir), exp, spec, tables)
-    return Path(run_dir) / "report.html", summary
+    """``myopia report``: results/, summary.json and report.html again, from the verified cell
+    files only (no model is loaded, nothing is recomputed)."""
+    run_dir = Path(run_dir)
+    if not _is_run_dir(run_dir):
+        raise UserError(f"{run_dir} is not a run directory (no spec.toml / manifest.json)")
+    with RunLock(run_dir, "myopia report"):
+        exp, spec, tables, manifest = _load_locked(run_dir)
+        write_results(run_dir, manifest, tables)
+        summary = finish(run_dir, exp, spec, tables)
+        write_json_atomic(run_dir / MANIFEST, manifest)
+    return run_dir / "report.html", summary

@@ -15,7 +15,9 @@ from .._io import write_json_atomic, write_text_atomic
 from .._toml import toml_literal
 from ..experiments import EXPERIMENTS, get_experiment
 from ..report import Report
-from ._runner import RunResult, add_sections, load_run, read_summary, resolve_spec, run_spec
+from ._executors import Executor
+from ._rundir import MANIFEST, RunLock
+from ._runner import RunResult, add_sections, load_run, read_summary, rerender, resolve_spec, run_spec
 from ._specs import spec_hash
 
 
@@ -51,7 +53,11 @@ def _all_members() -> set[str]:
     return {m for members in suites().values() for m in members}
 
 
-def run_suite(name: str, overrides: list[str], out: str | None, console=None) -> SuiteResult:
+def run_suite(
+    name: str, overrides: list[str], out: str | None, console=None, executor: Executor | None = None
+) -> SuiteResult:
+    """Run (or resume) every member of a suite into one folder, one after another (each member's
+    cells through ``executor``: in parallel with ``--jobs``/``--ray``), and one report."""
     members = suites()[name]
     for o in overrides:
         key = o.split("=", 1)[0]
@@ -68,11 +74,25 @@ def run_suite(name: str, overrides: list[str], out: str | None, console=None) ->
     digest = hashlib.sha256("".join(spec_hash(s) for _, s in resolved).encode()).hexdigest()[:10]
     run_dir = Path(out) if out else Path("runs") / f"{name}-{digest}"
     results = []
-    for exp, spec in resolved:
-        results.append((exp.name, run_spec(exp, spec, run_dir / exp.name, console)))
-    report_path = write_suite_report(name, run_dir, [m for m, _ in results])
-    write_json_atomic(run_dir / "summary.json", {m: r.summary.model_dump(mode="json") for m, r in results})
+    with RunLock(run_dir, f"myopia run {name}"):
+        for exp, spec in resolved:
+            results.append((exp.name, run_spec(exp, spec, run_dir / exp.name, console, executor)))
+        report_path = write_suite_report(name, run_dir, [m for m, _ in results])
+        write_json_atomic(run_dir / "summary.json", {m: r.summary.model_dump(mode="json") for m, r in results})
     return SuiteResult(run_dir, results, report_path)
+
+
+def rerender_suite(run_dir: Path) -> Path:
+    """``myopia report`` on a suite's folder: each member re-rendered from its verified cell
+    files, then the suite's report and summary.json."""
+    members = [p.name for p in sorted(run_dir.iterdir()) if (p / "spec.toml").is_file() or (p / MANIFEST).is_file()]
+    if not members:
+        raise UserError(f"{run_dir} is not a run directory (no spec.toml / manifest.json)")
+    with RunLock(run_dir, "myopia report"):
+        summaries = {m: rerender(run_dir / m)[1].model_dump(mode="json") for m in members}
+        path = write_suite_report(run_dir.name.split("-")[0], run_dir, members)
+        write_json_atomic(run_dir / "summary.json", summaries)
+    return path
 
 
 def write_suite_report(name: str, run_dir: Path, members: list[str]) -> Path:

@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 
 from .._errors import UserError
-from .._io import cache_dir
+from .._io import cache_dir, publish_tree
 from ..data import shakespeare_files
 from ._base import TRAIN_STREAM, Batch, Task, TaskConfig, rng
 
@@ -230,6 +230,7 @@ def _save_cache(folder: Path, tokenizer, train: np.ndarray, val: np.ndarray) -> 
         tokenizer.save_pretrained(tmp / "tokenizer")
     np.save(tmp / "train.npy", train.astype(np.int32 if train.max() < 2**31 else np.int64))
     np.save(tmp / "val.npy", val.astype(np.int32 if val.max() < 2**31 else np.int64))
+    publish_tree(tmp)
     try:
         os.rename(tmp, folder)
     except OSError:  # another process cached it first

@@ -13,13 +13,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def write_section(key: str, body: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     begin, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
     block = f"{begin}\n{body.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names; ratios are measured side by side in one run.\n"
+    header = (
+        "# Benchmarks\n\nEach section is written by the script it names; "
+        "ratios are measured side by side in one run.\n"
+    )
+    text = path.read_text() if path.exists() else header
     if begin in text:
         text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:

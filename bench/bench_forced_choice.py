@@ -132,11 +132,14 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of both methods, alternating their order")
-    ap.add_argument("--sample-prompts", type=int, default=1, help="prompts actually sampled per round (then extrapolated)")
-    ap.add_argument("--trial-at", choices=["start", "end"], default="start", help="trial number before or after the question")
+    ap.add_argument("--sample-prompts", type=int, default=1,
+                    help="prompts actually sampled per round (then extrapolated)")
+    ap.add_argument("--trial-at", choices=["start", "end"], default="start",
+                    help="trial number before or after the question")
     ap.add_argument("--half-width", type=float, default=0.02)
     ap.add_argument("--batch", type=int, default=256, help="samples drawn per batch (memory: one KV cache row each)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 oversubscribe a shared 2-core machine: 10x slower here)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (2 oversubscribe a shared 2-core machine: 10x slower here)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

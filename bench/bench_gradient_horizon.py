@@ -91,7 +91,9 @@ def _rel_diff(loop: tuple, vec: tuple, targets: list[int] | None, max_offset: in
     return max((pl - pv).abs().max().item(), (fl - fv).abs().max().item()) / scale
 
 
-def measure(model, t: int, max_offset: int, chunk: int, rounds: int, loop_targets: int = 0, prev_chunk: int = 16) -> dict:
+def measure(
+    model, t: int, max_offset: int, chunk: int, rounds: int, loop_targets: int = 0, prev_chunk: int = 16
+) -> dict:
     """Median times of the loop, the vectorised default (per-target windows) and the chunk path
     alone (the previous algorithm), rounds rotating their order."""
     vocab = model.get_input_embeddings().weight.shape[0]
@@ -105,7 +107,8 @@ def measure(model, t: int, max_offset: int, chunk: int, rounds: int, loop_target
                 out[name], dt, targets = _loop(model, ids, max_offset, loop_targets)
             else:
                 w = name == "vectorised"
-                out[name], dt = _timed(lambda: offset_gradients(model, ids, max_offset, chunk if w else prev_chunk, windows=w))
+                c = chunk if w else prev_chunk
+                out[name], dt = _timed(lambda: offset_gradients(model, ids, max_offset, c, windows=w))
             times[name].append(dt)
     loop, vec, chunks = (statistics.median(times[k]) for k in names)
     return {"loop_s": loop, "vec_s": vec, "chunks_s": chunks, "ratio": loop / vec, "chunks_ratio": loop / chunks,
@@ -159,7 +162,8 @@ def _section(args, rows) -> str:
         "## bench_gradient_horizon.py",
         "",
         "Per-target gradient decomposition (all residual streams, offsets 0..D and the remainder) of one "
-        f"sequence of T = {args.seq} tokens, D = {args.max_offset}, chunk = {args.chunk} (the experiment's defaults unless the "
+        f"sequence of T = {args.seq} tokens, D = {args.max_offset}, chunk = {args.chunk} "
+        "(the experiment's defaults unless the "
         "command says otherwise): a loop of one backward pass per target vs the vectorised per-target windows, and "
         f"the chunk path alone (the previous algorithm, chunk = {args.prev_chunk}); median over rounds, the three "
         f"rotating. Goal: >= {GOAL:.0f}x, equal to 1e-5.",
@@ -167,14 +171,18 @@ def _section(args, rows) -> str:
         f"Command: `.venv/bin/python {cmd.strip()}` · {machine()} · load average (1 min) "
         f"{args.load[0]:.1f} at the start, {args.load[1]:.1f} at the end",
         "",
-        "| model | tokens | rounds | loop (s) | vectorised (s) | speed-up | max rel. diff | goal | chunk path (s) | its speed-up |",
+        "| model | tokens | rounds | loop (s) | vectorised (s) | speed-up | max rel. diff | goal "
+        "| chunk path (s) | its speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rounds, r in rows:
         ok = "met" if r["ratio"] >= GOAL and r["rel_diff"] <= 1e-5 else "not met"
-        loop = f"{r['loop_s']:.2f}" if r["loop_targets"] is None else f"{r['loop_s']:.1f} (from {r['loop_targets']} targets)"
+        loop = f"{r['loop_s']:.2f}"
+        if r["loop_targets"] is not None:
+            loop = f"{r['loop_s']:.1f} (from {r['loop_targets']} targets)"
         lines.append(
-            f"| {name} | {args.seq} | {rounds} | {loop} | {r['vec_s']:.2f} | {r['ratio']:.1f}x | {r['rel_diff']:.1e} | {ok} "
+            f"| {name} | {args.seq} | {rounds} | {loop} | {r['vec_s']:.2f} | {r['ratio']:.1f}x "
+            f"| {r['rel_diff']:.1e} | {ok} "
             f"| {r['chunks_s']:.2f} | {r['chunks_ratio']:.1f}x |"
         )
     lines += [

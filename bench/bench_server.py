@@ -76,8 +76,8 @@ def section(results: dict[int, dict[str, float]], n: int, tokens: int, rounds: i
 
 Command: `.venv/bin/python bench/bench_server.py --requests {n} --tokens {tokens} --rounds {rounds} --threads {threads}`
 
-llama-cpp-python 0.3.36 server ({threads} thread{"s" if threads > 1 else ""}) on the bundled SmolLM2-135M-Instruct Q4_1 GGUF,
-127.0.0.1, {n} sampled completions of {tokens} tokens per setting; the three concurrency
+llama-cpp-python 0.3.36 server ({threads} thread{"s" if threads > 1 else ""}) on the bundled SmolLM2-135M-Instruct
+Q4_1 GGUF, 127.0.0.1, {n} sampled completions of {tokens} tokens per setting; the three concurrency
 settings run side by side in one run, interleaved over {rounds} rounds (median round shown;
 "spread" = (slowest − fastest) / median). Machine: {platform.processor() or platform.machine()},
 {os.cpu_count()} cores, shared with other work, so compare the ratios, not the absolute figures.

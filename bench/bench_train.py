@@ -89,7 +89,8 @@ class LlamaBlock(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         h = self.attn_norm(x)
-        q, k, v = (p(h).view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for p in (self.q, self.k, self.v))  # (B, nh, T, hs)
+        hs = C // self.n_head
+        q, k, v = (p(h).view(B, T, self.n_head, hs).transpose(1, 2) for p in (self.q, self.k, self.v))  # (B, nh, T, hs)
         q, k = _rope(q, cos, sin), _rope(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
         x = x + self.o(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
@@ -113,7 +114,8 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(d, vocab, bias=False)
         self.lm_head.weight = self.tok.weight  # tied, as the lab's token-task presets
         hs = d // n_head
-        freqs = torch.outer(torch.arange(block).float(), 1.0 / theta ** (torch.arange(0, hs, 2).float() / hs))  # (T, hs/2)
+        inv = 1.0 / theta ** (torch.arange(0, hs, 2).float() / hs)  # (hs/2,)
+        freqs = torch.outer(torch.arange(block).float(), inv)  # (T, hs/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (T, hs)
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
@@ -189,7 +191,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_shape(preset: str, vocab: int, seq: int, batch: int, rounds: int, steps: int, device: str, bf16: bool) -> dict:
+def bench_shape(
+    preset: str, vocab: int, seq: int, batch: int, rounds: int, steps: int, device: str, bf16: bool
+) -> dict:
     spec = ModelSpec(name=preset)
     hf_cfg = build_config(spec, vocab_size=vocab, seq_len=seq, tie=True)
     L, d, H = hf_cfg.num_hidden_layers, hf_cfg.hidden_size, hf_cfg.num_attention_heads
@@ -287,29 +291,34 @@ def main() -> None:
         r["mfu_ref"] = r["ref_tok_s"] * r["flops_per_token"] / peak
         rows.append(r)
         print(f"{preset}: lab {r['lab_tok_s']:,.0f} tok/s, reference {r['ref_tok_s']:,.0f} tok/s, "
-              f"ratio {r['ratio']:.2f} (CPU time {r['cpu_ratio']:.2f}), MFU {100 * r['mfu_lab']:.1f}% vs {100 * r['mfu_ref']:.1f}%", flush=True)
+              f"ratio {r['ratio']:.2f} (CPU time {r['cpu_ratio']:.2f}), "
+              f"MFU {100 * r['mfu_lab']:.1f}% vs {100 * r['mfu_ref']:.1f}%", flush=True)
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else machine()
     cmd = "python bench/bench_train.py " + " ".join(a for a in sys.argv[1:])
     lines = [
         "## bench_train.py: next-token step throughput, lab vs a compact PyTorch GPT (and Llama)",
         "",
-        f"`{cmd.strip()}` on {dev}; {'bf16 autocast' if args.bf16 else 'float32'}; batch {args.batch} x {args.seq} tokens, "
+        f"`{cmd.strip()}` on {dev}; {'bf16 autocast' if args.bf16 else 'float32'}; "
+        f"batch {args.batch} x {args.seq} tokens, "
         f"vocab {args.vocab}. The reference is a compact nanoGPT-style GPT (GPT-2 presets) or a compact "
         f"torchtitan-style Llama (Llama presets) of identical shape with `scaled_dot_product_attention`; the lab "
-        f"side is the engine's `train_step` with the `ntp` objective. Both step on the same batch in the same process and threads, timed "
+        f"side is the engine's `train_step` with the `ntp` objective. Both step on the same batch in the same process "
+        f"and threads, timed "
         f"interleaved ({args.rounds} rounds of {args.steps} steps, median): the ratio is the figure to read "
         f"(also from process CPU time, which other processes on a shared machine disturb less). "
         f"Goal: ratio (lab tokens/s / reference tokens/s) >= 1. Measured matmul peak: {peak / 1e9:,.1f} GFLOP/s "
         f"({'bf16' if args.bf16 else 'fp32'}, measured in the same run, so MFU moves with the machine's load); "
         f"MFU = tokens/s x (6N + 12LTd) / peak.",
         "",
-        "| preset | layers x d x heads | params | lab tok/s | reference tok/s | ratio | ratio (CPU time) | MFU lab | MFU reference |",
+        "| preset | layers x d x heads | params | lab tok/s | reference tok/s | ratio | ratio (CPU time) "
+        "| MFU lab | MFU reference |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['preset']} | {r['L']} x {r['d']} x {r['H']} | {r['params'] / 1e6:.2f}M | {r['lab_tok_s']:,.0f} | "
-            f"{r['ref_tok_s']:,.0f} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {100 * r['mfu_lab']:.1f}% | {100 * r['mfu_ref']:.1f}% |"
+            f"{r['ref_tok_s']:,.0f} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {100 * r['mfu_lab']:.1f}% "
+            f"| {100 * r['mfu_ref']:.1f}% |"
         )
     met = [f"{r['preset']} ({r['ratio']:.2f})" for r in rows if r["ratio"] >= 1.0]
     short = [f"{r['preset']} ({r['ratio']:.3f})" for r in rows if r["ratio"] < 1.0]
@@ -320,7 +329,8 @@ def main() -> None:
         "What got the lab there: no KV cache while training (HF models otherwise build one every step, "
         "copying each layer's keys and values), GPT-2 presets with the fused tanh GELU (`gelu_pytorch_tanh`, "
         "the same function as `gelu_new`'s eight elementwise ops), fused AdamW. What remains on the HF side is "
-        "its per-step Python work (position ids, mask preparation), largest relative to the compute at the tiny shapes.",
+        "its per-step Python work (position ids, mask preparation), largest relative to the compute at the tiny "
+        "shapes.",
     ]
     table = "\n".join(lines)
     print(table)

@@ -42,7 +42,8 @@ def summaries(run: Path) -> dict:
     """{member: summary} for a suite directory, {"": summary} for a single run."""
     if (run / "spec.toml").is_file():
         return {"": json.loads((run / "summary.json").read_text())}
-    return {p.name: json.loads((p / "summary.json").read_text()) for p in sorted(run.iterdir()) if (p / "summary.json").is_file()}
+    members = [p for p in sorted(run.iterdir()) if (p / "summary.json").is_file()]
+    return {p.name: json.loads((p / "summary.json").read_text()) for p in members}
 
 
 def main() -> int:

@@ -10,11 +10,15 @@ from .._errors import UserError
 
 
 @click.command()
-@click.option("--task", "task", default=None, help="precache, precache-paper, path-star, addition, shakespeare, text:PATH")
+@click.option("--task", "task", default=None,
+              help="precache, precache-paper, path-star, addition, shakespeare, text:PATH")
 @click.option("--objective", default=None, help="ntp, myopic, myopic:hidden, mtp:N, bigram, teacherless, reverse")
-@click.option("--model", "model", default=None, help="a preset (llama-tiny ... gpt2-25m), hf:NAME, gguf:PATH or a bundled name")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="override a spec field (dotted path, TOML value); repeatable")
-@click.option("--spec", "spec", default=None, type=click.Path(dir_okay=False), help="a TOML file with the spec (then flags and --set)")
+@click.option("--model", "model", default=None,
+              help="a preset (llama-tiny ... gpt2-25m), hf:NAME, gguf:PATH or a bundled name")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="override a spec field (dotted path, TOML value); repeatable")
+@click.option("--spec", "spec", default=None, type=click.Path(dir_okay=False),
+              help="a TOML file with the spec (then flags and --set)")
 @click.option("--out", default=None, help="output folder (default runs/train-TASK-OBJECTIVE-sSEED); reruns resume")
 def train(task, objective, model, sets, spec, out) -> None:
     """Train a model under an objective (next-token, myopic, multi-token) on a task.

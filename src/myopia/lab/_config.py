@@ -21,7 +21,9 @@ class ModelSpec(BaseModel):
     """A lab preset (built from a config) or a pretrained model to fine-tune."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field("llama-tiny", description="a preset (see `presets()`), hf:NAME_OR_PATH, gguf:PATH or a bundled name")
+    name: str = Field(
+        "llama-tiny", description="a preset (see `presets()`), hf:NAME_OR_PATH, gguf:PATH or a bundled name"
+    )
     n_layer: int | None = Field(None, ge=1, description="override the preset's layers")
     d_model: int | None = Field(None, ge=8)
     n_head: int | None = Field(None, ge=1)
@@ -52,7 +54,9 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1, description="micro-batches per step")
     lr: float = Field(1e-3, gt=0)
     schedule: Literal["one-cycle", "cosine", "constant"] = "one-cycle"
-    warmup_steps: int | None = Field(None, ge=0, description="default: 30% of steps (one-cycle), min(100, steps/10) (cosine)")
+    warmup_steps: int | None = Field(
+        None, ge=0, description="default: 30% of steps (one-cycle), min(100, steps/10) (cosine)"
+    )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine: final lr / lr")
     weight_decay: float = Field(0.1, ge=0)
     beta1: float = Field(0.9, ge=0, lt=1)
@@ -114,7 +118,9 @@ def _mtp_from_trunk(cfg: TrainConfig) -> bool | None:
         return None
     preset = is_preset(cfg.model.name)
     if cfg.mtp_from_trunk and not preset:
-        raise UserError(f"mtp_from_trunk=true needs a preset model; {cfg.model.name} is pretrained, so its mtp heads are added")
+        raise UserError(
+            f"mtp_from_trunk=true needs a preset model; {cfg.model.name} is pretrained, so its mtp heads are added"
+        )
     if cfg.mtp_from_trunk is False or not preset:
         return False
     trunk_layers(cfg.model.n_layer or SHAPES[cfg.model.name.partition("-")[2]].n_layer, objective.n_heads)

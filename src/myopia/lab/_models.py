@@ -46,7 +46,9 @@ def build_config(spec: ModelSpec, vocab_size: int, seq_len: int, tie: bool):
 
     fam, _, size = spec.name.partition("-")
     if fam not in FAMILIES or size not in SHAPES:
-        raise UserError(f"unknown model {spec.name!r}; presets: {', '.join(presets())}, or hf:NAME, gguf:PATH, a bundled name")
+        raise UserError(
+            f"unknown model {spec.name!r}; presets: {', '.join(presets())}, or hf:NAME, gguf:PATH, a bundled name"
+        )
     shape = SHAPES[size]
     L = spec.n_layer or shape.n_layer
     d = spec.d_model or shape.d_model

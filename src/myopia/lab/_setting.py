@@ -28,7 +28,9 @@ class TrainSetting(BaseModel):
 
     task: dict[str, Any] = Field(default_factory=lambda: {"name": "precache"}, description="a lab task config")
     model: str = Field("llama-tiny", description="a lab preset, or a pretrained model to fine-tune")
-    model_overrides: dict[str, Any] = Field(default_factory=dict, description="lab ModelSpec fields (n_layer, d_model, ...)")
+    model_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="lab ModelSpec fields (n_layer, d_model, ...)"
+    )
     steps: int = Field(1500, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -57,7 +59,9 @@ def over_defaults(default_factory, value: Any) -> Any:
     return {**base, **value}
 
 
-def train_config(setting: TrainSetting, objective: str, seed: int, out: Path | None, threads: int | None) -> TrainConfig:
+def train_config(
+    setting: TrainSetting, objective: str, seed: int, out: Path | None, threads: int | None
+) -> TrainConfig:
     """The lab's :class:`TrainConfig` for one cell (a ``UserError`` if the setting is invalid)."""
     data: dict[str, Any] = dict(setting.train)
     data.update(

@@ -34,7 +34,9 @@ def frame_prompt(model: LanguageModel, text: str, mode: ChatMode, frame: str) ->
     return Prompt(frame.replace("{prompt}", text))
 
 
-def draw_samples(model: LanguageModel, prompt, n: int, params: SamplingParams, batch: int = SAMPLE_BATCH) -> list[Sample]:
+def draw_samples(
+    model: LanguageModel, prompt, n: int, params: SamplingParams, batch: int = SAMPLE_BATCH
+) -> list[Sample]:
     """``n`` completions drawn in batches of at most ``batch``; batch k is seeded with
     ``params.seed + k``."""
     out: list[Sample] = []

@@ -205,7 +205,9 @@ def _myopic_core(
 ) -> tuple[torch.Tensor, None]:
     for name in _UNSUPPORTED:
         if kwargs.get(name) is not None:
-            raise UserError(f"myopic attention does not support {_UNSUPPORTED[name]} ({name!r}); use a model without it")
+            raise UserError(
+                f"myopic attention does not support {_UNSUPPORTED[name]} ({name!r}); use a model without it"
+            )
     if query.shape[2] != key.shape[2]:
         raise UserError(
             "myopic attention computes gradients over whole sequences, not with a key/value cache; "

@@ -87,7 +87,8 @@ def main() -> None:
     lines = [
         "## Scoring throughput (`myopia score` batching vs a plain transformers loop)",
         "",
-        f"Command: `python bench/bench_scoring.py --model {args.model} --n {args.n} --length {args.length} --repeats {args.repeats}`",
+        f"Command: `python bench/bench_scoring.py --model {args.model} --n {args.n} --length {args.length} "
+        f"--repeats {args.repeats}`",
         f"Machine: {machine()}. Median of {args.repeats} interleaved repeats; both sides agree to "
         f"{max(r['max_abs_diff'] for _, r in rows):.1e} nats.",
         "",

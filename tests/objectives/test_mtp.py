@@ -54,7 +54,10 @@ def _perturb_heads(module: MultiTokenModel) -> None:
 
 @pytest.mark.parametrize(
     "kind,n,from_trunk",
-    [("llama", 3, False), ("gpt2", 3, False), ("gemma3", 3, False), ("llama", 2, True), ("gpt2", 2, True), ("gemma3", 3, True)],
+    [
+        ("llama", 3, False), ("gpt2", 3, False), ("gemma3", 3, False),
+        ("llama", 2, True), ("gpt2", 2, True), ("gemma3", 3, True),
+    ],
 )
 def test_mtp_memory_trick_equals_summed_loss(kind, n, from_trunk):
     batch = token_batch(length=9)

@@ -206,7 +206,8 @@ def test_text_folder_holds_out_whole_files_and_caches(tmp_path, monkeypatch):
     assert tok.decode(tok("the cat sat")["input_ids"]) == "the cat sat"
     again = get_task(f"text:{folder}", seq_len=16, vocab_size=300, val_fraction=0.2)
     again.prepare()  # from the cache: same tokens, same tokenizer
-    assert np.array_equal(again._train, task._train) and again.tokenizer("dog ran")["input_ids"] == tok("dog ran")["input_ids"]
+    assert np.array_equal(again._train, task._train)
+    assert again.tokenizer("dog ran")["input_ids"] == tok("dog ran")["input_ids"]
     ev = task.eval_batches(2, 4)
     assert len(ev) == 2 and torch.equal(ev[0].targets, task.eval_batches(2, 4)[0].targets)
 

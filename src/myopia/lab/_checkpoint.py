@@ -82,7 +82,9 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
     return out
 
 
-def save_checkpoint(out: Path, step: int, model, objective, module, optimizer, task, log: list[dict], keep: int) -> Path:
+def save_checkpoint(
+    out: Path, step: int, model, objective, module, optimizer, task, log: list[dict], keep: int
+) -> Path:
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
@@ -128,7 +130,10 @@ def load_model_weights(folder: Path, module: torch.nn.Module, model, objective) 
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {k for k in missing if k.endswith("lm_head.weight") and model.config.tie_word_embeddings}
     if unexpected or set(missing) - tied:
-        raise UserError(f"checkpoint {folder} does not match the model (missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(
+            f"checkpoint {folder} does not match the model "
+            f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {unexpected[:3]})"
+        )
     objective.load_extra(module, folder)
 
 

@@ -155,7 +155,9 @@ def train_step(run: "Run", batch: Batch, step: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(module, model, objective, task, cfg: TrainConfig, ddp: Dist, eval_set: list[Batch], autocast) -> dict[str, float]:
+def evaluate(
+    module, model, objective, task, cfg: TrainConfig, ddp: Dist, eval_set: list[Batch], autocast
+) -> dict[str, float]:
     """Held-out loss (masked mean over the fixed eval batches, sharded over ranks) + task metrics."""
     module.eval()
     device = next(model.parameters()).device
@@ -185,7 +187,9 @@ def _check_spec(out: Path, cfg: TrainConfig) -> dict | None:
     new = cfg.model_dump(mode="json")
     diff = sorted(k for k in set(old) | set(new) if k not in _RESUMABLE_CHANGES and old.get(k) != new.get(k))
     if diff:
-        raise UserError(f"{out} holds a run with a different spec ({', '.join(diff)} differ); use another --out or delete it")
+        raise UserError(
+            f"{out} holds a run with a different spec ({', '.join(diff)} differ); use another --out or delete it"
+        )
     result = out / "result.json"
     return json.loads(result.read_text()) if result.exists() else None
 
@@ -228,7 +232,10 @@ class Run:
         return torch.autocast("cuda" if self.device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
 
     def save(self, step: int, log: list[dict]) -> str:
-        path = save_checkpoint(self.out, step, self.model, self.objective, self.module, self.optimizer, self.task, log, self.cfg.keep_checkpoints)
+        path = save_checkpoint(
+            self.out, step, self.model, self.objective, self.module, self.optimizer, self.task, log,
+            self.cfg.keep_checkpoints,
+        )
         return str(path)
 
 
@@ -244,7 +251,9 @@ def _start(cfg: TrainConfig) -> Run:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.batch_size % (ddp.world * cfg.grad_accum):
-        raise UserError(f"batch_size={cfg.batch_size} must be a multiple of ranks x grad_accum = {ddp.world * cfg.grad_accum}")
+        raise UserError(
+            f"batch_size={cfg.batch_size} must be a multiple of ranks x grad_accum = {ddp.world * cfg.grad_accum}"
+        )
     task = task_from_config(cfg.task)
     objective = get_objective(cfg.objective)
     if cfg.mtp_from_trunk:  # mtp:n on a preset: the heads' layers come out of the model (parameter-matched)
@@ -272,7 +281,8 @@ def _loop(run: Run, start: int, end: int, log: list[dict], last_good: str | None
     with progress_bar(cfg.steps, start, enabled=cfg.progress and ddp.rank == 0) as bar:
         for step in range(start, end):
             t0 = time.perf_counter()
-            batch = run.task.train_batch(step, cfg.batch_size, cfg.seed).rows(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
+            batch = run.task.train_batch(step, cfg.batch_size, cfg.seed)
+            batch = batch.rows(ddp.rank * per_rank, (ddp.rank + 1) * per_rank)
             m = train_step(run, batch, step)
             bad = [k for k, v in m.items() if not math.isfinite(v)]
             if bad:
@@ -306,7 +316,16 @@ def _extra_parameters(module: torch.nn.Module, model: torch.nn.Module) -> int:
 
 def train(config: TrainConfig | dict, *, stop_after: int | None = None) -> TrainResult:
     """Train (or resume) the run ``config`` describes; ``stop_after`` ends it early after that
-    many steps, as an interruption would, leaving a checkpoint to resume from."""
+    many steps, as an interruption would, leaving a checkpoint to resume from. The caller's torch
+    thread count is restored afterwards (``threads`` applies to this training only)."""
+    threads = torch.get_num_threads()
+    try:
+        return _train(config, stop_after)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig | dict, stop_after: int | None) -> TrainResult:
     cfg = config if isinstance(config, TrainConfig) else validate(config)
     cfg = cfg.resolved()
     run = _start(cfg)

@@ -72,7 +72,8 @@ def score(model: str, context: str, continuations: tuple[str, ...], chat: bool, 
         return
     console = Console()
     for s in scored:
-        t = Table(title=f"{s.continuation!r}", caption=f"joint log-prob {s.logprob:.4f} nats · mean {s.mean_logprob:.4f}")
+        caption = f"joint log-prob {s.logprob:.4f} nats · mean {s.mean_logprob:.4f}"
+        t = Table(title=f"{s.continuation!r}", caption=caption)
         for col in ("token", "log-prob", "rank", "entropy"):
             t.add_column(col, justify="left" if col == "token" else "right")
         for tok in s.tokens:

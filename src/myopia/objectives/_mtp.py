@@ -110,7 +110,9 @@ class MultiTokenModel(torch.nn.Module):
 
         def keep_input(module, args, kwargs):
             if not args:
-                raise UserError(f"mtp:n expects {type(module).__name__} to take the hidden states as its first positional argument")
+                raise UserError(
+                    f"mtp:n expects {type(module).__name__} to take the hidden states as its first positional argument"
+                )
             record["call"], record["trunk"] = (args, kwargs), args[0]
             if not detach:
                 return None

@@ -27,6 +27,8 @@ from multiprocessing import connection, get_context
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
+import torch
+
 from .._errors import UserError
 from .._io import write_parquet_atomic
 from ..experiments import Cell, CellContext, Spec, get_experiment
@@ -117,7 +119,11 @@ def execute_cell(job: CellJob, models: ModelCache, progress) -> dict:
     folder = job.run_dir / "cells" / job.cell.id
     shutil.rmtree(folder, ignore_errors=True)  # what an earlier, unfinished or damaged attempt left
     started, t0 = now(), time.time()
-    tables = exp.run_cell(job.cell, job.spec, CellContext(models, progress, job.run_dir / "work" / job.cell.id))
+    threads = torch.get_num_threads()
+    try:  # a cell may set its own thread count (training, probes); the next cell starts with the run's
+        tables = exp.run_cell(job.cell, job.spec, CellContext(models, progress, job.run_dir / "work" / job.cell.id))
+    finally:
+        torch.set_num_threads(threads)
     files = {
         f"{name}.parquet": write_parquet_atomic(folder / f"{name}.parquet", records).record()
         for name, records in tables.items()
@@ -274,8 +280,6 @@ class PoolExecutor:
 
 def _visible_gpus() -> list[str]:
     """The GPU ids this process may use (CUDA_VISIBLE_DEVICES, else all); none on a CPU."""
-    import torch
-
     if not torch.cuda.is_available():
         return []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -343,8 +347,6 @@ def worker_main(conn, w: int) -> None:
     """A pool worker: run the cells the parent sends until it sends None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _exit_with_parent(os.getppid())
-    import torch
-
     torch.set_num_threads(1)
     models = ModelCache()
     try:

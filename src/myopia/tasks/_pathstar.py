@@ -46,7 +46,8 @@ class PathStarConfig(TaskConfig):
     def _enough_labels(self):
         need = 1 + self.degree * (self.path_len - 1)
         if self.n_nodes < need:
-            raise ValueError(f"n_nodes={self.n_nodes} is less than the {need} nodes of G({self.degree},{self.path_len})")
+            graph = f"G({self.degree},{self.path_len})"
+            raise ValueError(f"n_nodes={self.n_nodes} is less than the {need} nodes of {graph}")
         return self
 
 
@@ -111,7 +112,9 @@ class PathStarTask(Task):
             if have >= c.n_train:
                 break
         else:
-            raise UserError(f"path-star: cannot draw {c.n_train} training graphs disjoint from the test set; lower n_test")
+            raise UserError(
+                f"path-star: cannot draw {c.n_train} training graphs disjoint from the test set; lower n_test"
+            )
         self._train, self._test = np.concatenate(train)[: c.n_train], test
 
     def _to_batch(self, seqs: np.ndarray) -> Batch:

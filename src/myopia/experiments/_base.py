@@ -75,14 +75,17 @@ class CellContext:
     progress callback, and a private work directory (for checkpoints a cell trains; kept, so a
     resumed cell can pick up a half-trained model there)."""
 
-    def __init__(self, model_pool, progress: Progress | None = None, work_dir: Path | None = None):
+    def __init__(
+        self, model_pool, progress: Progress | None = None, work_dir: Path | None = None, placement=None
+    ):
         self._pool = model_pool
         self.progress = progress or (lambda advance=1, total=None, note=None: None)
         self.work_dir = work_dir
+        self.placement = placement  # a models.Placement: the run's device and dtype (None: the pool's default)
 
     def model(self, spec: str):
-        """The :class:`~myopia.models.LanguageModel` for a model spec."""
-        return self._pool.get(spec)
+        """The :class:`~myopia.models.LanguageModel` for a model spec, placed as the run says."""
+        return self._pool.get(spec) if self.placement is None else self._pool.get(spec, self.placement)
 
     def white_box(self, spec: str, experiment: str) -> WhiteBoxModel:
         """The model as a :class:`~myopia.models.WhiteBoxModel`; a black-box model is refused with
@@ -143,7 +146,8 @@ class Experiment:
 
     - ``spec_cls``: its typed spec, whose defaults are the published default experiment;
       ``summary_cls``: its typed headline; ``quick``: overrides for the quick suite (None = not
-      in it), ``quick_order`` its place there;
+      in it), ``quick_order`` its place there; ``takes_gradients``: its pretrained models load in
+      float32 whatever the run's ``--dtype`` (the exactness of its gradients is tested in float32);
     - ``cells(spec)``: the work; ``run_cell(cell, spec, ctx)``: one piece of it, returning tables
       of records; ``summarize`` and ``report``: from the merged tables only, so ``myopia report``
       can redo them without recomputing anything.
@@ -155,6 +159,7 @@ class Experiment:
     about: ClassVar[str] = ""  # one line, shown by `myopia run --help`
     quick: ClassVar[dict[str, Any] | None] = None
     quick_order: ClassVar[int] = 100
+    takes_gradients: ClassVar[bool] = False
 
     def cells(self, spec: Spec) -> list[Cell]:
         raise NotImplementedError

@@ -13,9 +13,12 @@ from ._base import (
 )
 from ._framing import ChatMode, draw_samples, frame_prompt, sample_texts, use_chat
 from ._load import BUNDLED, available_models, check_spec, load_hf_model, load_model, parse_spec, quiet_transformers
+from ._placement import DTYPES, Placement
 
 __all__ = [
     "BUNDLED",
+    "DTYPES",
+    "Placement",
     "Capabilities",
     "Context",
     "LanguageModel",

@@ -49,7 +49,11 @@ def models(as_json: bool) -> None:
 @click.argument("continuations", nargs=-1, required=True)
 @click.option("--chat", is_flag=True, help="Render CONTEXT with the model's chat template (tuned models).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def score(model: str, context: str, continuations: tuple[str, ...], chat: bool, as_json: bool) -> None:
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU if torch sees one), cpu, cuda, cuda:N.")
+@click.option("--dtype", default=None, help="float32 (default), bfloat16, float16.")
+def score(
+    model: str, context: str, continuations: tuple[str, ...], chat: bool, as_json: bool, device: str, dtype: str | None
+) -> None:
     """Score CONTINUATIONS after CONTEXT, token by token.
 
     For each continuation: every token with its log-prob, its rank (1 = the model's top
@@ -65,7 +69,7 @@ def score(model: str, context: str, continuations: tuple[str, ...], chat: bool, 
 
     if any(not c for c in continuations):
         raise UserError("empty continuation: every continuation needs at least one character")
-    lm = load_model(model)
+    lm = load_model(model, device=device, dtype=dtype)
     scored = lm.score(Prompt(context, chat=chat), list(continuations))
     if as_json:
         click.echo(json.dumps({"model": model, "results": [s.to_dict() for s in scored]}, indent=2))

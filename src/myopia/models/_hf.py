@@ -43,11 +43,11 @@ from ._base import (
     TokenScore,
     WhiteBoxModel,
 )
+from ._placement import budgets_for
 
-# Upper bound on the floats in one batch of log-probs (tokens x vocab): 512 MB in float32.
-_LOGIT_BUDGET = 128 * 1024 * 1024
-# Upper bound on rows x (cached + new tokens) in one batch: the key/value memory.
-_TOKEN_BUDGET = 8192
+# A batch's bounds (rows; rows x (cached + new tokens), the key/value memory; tokens x vocab
+# log-prob floats) come from _placement.budgets_for: fixed on a CPU, from free memory on a GPU,
+# halved after an out-of-memory error (_halving).
 # A shared prefix is computed once when it extends the current one by at least _MIN_STEP
 # tokens and saves at least _MIN_SAVED token positions (one more forward pass is not free).
 _MIN_STEP = 4
@@ -72,12 +72,15 @@ class HFModel(WhiteBoxModel):
 
     capabilities = Capabilities(score=True, next_token=True, sample=True, white_box=True)
 
-    def __init__(self, model, tokenizer, name: str = "hf", batch_size: int = 64):
+    def __init__(self, model, tokenizer, name: str = "hf", batch_size: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
-        self.batch_size = batch_size
         self.device = next(model.parameters()).device
+        budgets = budgets_for(model, self.device)
+        self.batch_size = batch_size or budgets.batch_size
+        self.token_budget, self.logit_budget = budgets.tokens, budgets.logits
+        self.sample_rows: int | None = None  # samples drawn per batch; None: all n (until memory runs out)
         self.max_length = _context_window(model)
         self.window = _sliding_window(model)
         # the token to condition on when a context is empty (lm-evaluation-harness does the same)
@@ -180,6 +183,9 @@ class HFModel(WhiteBoxModel):
         return self._score(reqs)
 
     def _score(self, reqs: list[_Request]) -> list[ScoredContinuation]:
+        return self._halving(lambda: self._score_batched(reqs))
+
+    def _score_batched(self, reqs: list[_Request]) -> list[ScoredContinuation]:
         """Score requests level by level: shared context prefixes, then the contexts' own
         tokens, then the continuations (see the module docstring)."""
         if not reqs:
@@ -255,16 +261,16 @@ class HFModel(WhiteBoxModel):
         span = max(lens) - min(len(c) - plen - 1 for c in chunk)
         width = plen + max(lens)
         feed = max(max(len(r.cont_ids) for r in by_ctx[c]) for c in chunk)
-        if len(chunk) > self.batch_size or len(chunk) * width > _TOKEN_BUDGET:
+        if len(chunk) > self.batch_size or len(chunk) * width > self.token_budget:
             return len(chunk) == 1
-        if len(chunk) * span * self._vocab() > _LOGIT_BUDGET:
+        if len(chunk) * span * self._vocab() > self.logit_budget:
             return len(chunk) == 1
         return self.window is None or width + feed < self.window or len(set(lens)) == 1
 
     def _feed_batch_fits(self, feeds, width: int) -> bool:
         t = max(len(f) for _, f, _ in feeds)
-        ok = len(feeds) <= self.batch_size and len(feeds) * (width + t) <= _TOKEN_BUDGET
-        return len(feeds) == 1 or (ok and len(feeds) * t * self._vocab() <= _LOGIT_BUDGET)
+        ok = len(feeds) <= self.batch_size and len(feeds) * (width + t) <= self.token_budget
+        return len(feeds) == 1 or (ok and len(feeds) * t * self._vocab() <= self.logit_budget)
 
     def _vocab(self) -> int:
         return self.model.config.get_text_config().vocab_size
@@ -280,10 +286,34 @@ class HFModel(WhiteBoxModel):
     def _pad_id(self) -> int:
         return _first_not_none(self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0)
 
+    # -- memory ---------------------------------------------------------------------
+    def _halving(self, work):
+        """``work()``; after an out-of-memory error, halve the batch bounds and do it again
+        (the results do not depend on the batch size beyond float rounding)."""
+        while True:
+            try:
+                return work()
+            except torch.OutOfMemoryError:
+                if not self._shrink():
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def _shrink(self) -> bool:
+        """Halve the bounds; False when a batch is one row already."""
+        if self.batch_size == 1:
+            return False
+        self.batch_size //= 2
+        self.token_budget, self.logit_budget = max(1, self.token_budget // 2), max(1, self.logit_budget // 2)
+        return True
+
     # -- distributions and sampling ---------------------------------------------------
-    @torch.no_grad()
     def next_token_logprobs(self, contexts: Sequence[Context]) -> torch.Tensor:
         encoded = [self.encode_context(c)[1] for c in contexts]
+        return self._halving(lambda: self._next_token_logprobs(encoded))
+
+    @torch.no_grad()
+    def _next_token_logprobs(self, encoded: list[list[int]]) -> torch.Tensor:
         out = torch.empty(len(encoded), self._vocab())
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         for s in range(0, len(order), self.batch_size):
@@ -295,16 +325,42 @@ class HFModel(WhiteBoxModel):
             out[idx] = torch.log_softmax(rows.float(), dim=-1).cpu()
         return out
 
-    @torch.no_grad()
     def sample(self, context: Context, n: int, params: SamplingParams) -> list[Sample]:
-        """``n`` continuations drawn in one batch with a seeded generator (temperature 0: greedy)."""
+        """``n`` continuations drawn with a seeded generator (temperature 0: greedy), in one
+        batch; after an out-of-memory error, in batches of half as many rows, drawn one after
+        another from the same generator (so the draw depends on the batch, as it must)."""
         text, ctx_ids = self.encode_context(context)
         if self.max_length and len(ctx_ids) + params.max_tokens > self.max_length:
             raise UserError(
                 f"context ({len(ctx_ids)} tokens) + max_tokens ({params.max_tokens}) exceeds "
                 f"model {self.name}'s window of {self.max_length}"
             )
-        gen = torch.Generator(device="cpu").manual_seed(params.seed)
+        while True:
+            rows = min(n, self.sample_rows or n)
+            gen = torch.Generator(device="cpu").manual_seed(params.seed)
+            try:
+                tokens = [self._sample_rows(ctx_ids, min(rows, n - s), params, gen) for s in range(0, n, rows)]
+                break
+            except torch.OutOfMemoryError:
+                if rows == 1:
+                    raise
+                self.sample_rows = rows // 2
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        stop_ids = self._stop_ids()
+        samples = []
+        for row in [r for chunk in tokens for r in chunk.tolist()]:  # chunks may differ in length
+            ids = []
+            for t in row:
+                if t in stop_ids:
+                    break
+                ids.append(t)
+            samples.append(Sample(context=text, text=self.tokenizer.decode(ids), token_ids=ids))
+        return samples
+
+    @torch.no_grad()
+    def _sample_rows(self, ctx_ids: list[int], n: int, params: SamplingParams, gen) -> torch.Tensor:
+        """(n, steps) token ids drawn after ``ctx_ids`` in one batch (rows that stopped are padded)."""
         stop_ids = self._stop_ids()
         out = self.model(input_ids=torch.tensor([ctx_ids], device=self.device), use_cache=True, logits_to_keep=1)
         cache = _select_cache(out.past_key_values, [0] * n)
@@ -323,15 +379,7 @@ class HFModel(WhiteBoxModel):
                 break
             out = self.model(input_ids=nxt[:, None].to(self.device), past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1].float()
-        samples = []
-        for row in tokens.tolist():
-            ids = []
-            for t in row:
-                if t in stop_ids:
-                    break
-                ids.append(t)
-            samples.append(Sample(context=text, text=self.tokenizer.decode(ids), token_ids=ids))
-        return samples
+        return tokens
 
     def _stop_ids(self) -> list[int]:
         eos = self.model.generation_config.eos_token_id if self.model.generation_config else None

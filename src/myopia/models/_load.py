@@ -28,6 +28,7 @@ from ._model_files import (
     tokenizer_fault,
     weight_files,
 )
+from ._placement import Placement, torch_dtype
 
 BACKENDS = {
     "hf": "hf:NAME_OR_PATH - any transformers causal LM (a hub name needs the network the first time)",
@@ -153,7 +154,9 @@ def _accepted() -> str:
 
 
 def load_model(spec: str, device: str | None = None, dtype: str | None = None, **kw):
-    """A :class:`~myopia.models.LanguageModel` for a spec string."""
+    """A :class:`~myopia.models.LanguageModel` for a spec string. ``device`` (``auto``, ``cpu``,
+    ``cuda``, ``cuda:N``; default the CPU) and ``dtype`` (``float32`` default, ``bfloat16``,
+    ``float16``) place a white-box model; a server's model ignores them."""
     if parse_spec(spec)[0] == "openai":
         from ._openai import load_openai  # noqa: PLC0415 (optional backend)
 
@@ -180,10 +183,8 @@ def load_hf_model(spec: str, device: str | None = None, dtype: str | None = None
     config value no model can be built from, an unreadable tokenizer.json) is one UserError
     naming the file. Weights load from safetensors only: a pickle is never opened.
     """
-    import torch
-
     quiet_transformers()
-
+    target = Placement(device or "cpu", dtype).resolved_device()  # a bad device or dtype: one line, early
     backend, arg = check_spec(spec)
     if backend == "openai":
         raise UserError(f"{spec} is a black-box server; this needs a white-box model (hf:, gguf:, lab:, bundled)")
@@ -194,12 +195,11 @@ def load_hf_model(spec: str, device: str | None = None, dtype: str | None = None
     else:
         path = Path(arg).expanduser()  # a folder here, or an hf hub name
     local = backend != "hf" or _is_local(arg)
-    torch_dtype = getattr(torch, dtype) if dtype else torch.float32
     extra = _lab_load_kwargs(path) if backend == "lab" else {}
     tokenizer = _load_tokenizer(spec, path, local)
-    model = _load_weights(spec, path, local, torch_dtype, extra)
-    if device:
-        model = model.to(device)
+    model = _load_weights(spec, path, local, torch_dtype(dtype), extra)
+    if target != "cpu":
+        model = model.to(target)
     return model.eval(), tokenizer
 
 

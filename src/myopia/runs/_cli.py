@@ -45,8 +45,29 @@ from .._errors import UserError
     "(HOST:PORT of its head node, or auto), or a local Ray cluster without one (put --ray last, or write "
     "--ray=ADDRESS). --jobs N caps the number of workers.",
 )
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar="DEVICE",
+    help="Where pretrained models run: auto (a GPU when torch sees one), cpu, cuda, cuda:N. A run option, not a "
+    "spec field: the same spec lands in the same run directory on any machine; each cell's record says where it ran.",
+)
+@click.option(
+    "--dtype",
+    default=None,
+    metavar="DTYPE",
+    help="Precision of pretrained models: float32 (default), bfloat16, float16. Experiments that take gradients "
+    "(gradient-horizon, head-roles, future-lens) keep float32.",
+)
 def run(
-    name_or_spec: str, overrides: tuple[str, ...], out: str | None, jobs: int | None, ray_address: str | None
+    name_or_spec: str,
+    overrides: tuple[str, ...],
+    out: str | None,
+    jobs: int | None,
+    ray_address: str | None,
+    device: str,
+    dtype: str | None,
 ) -> None:
     """Run a registered experiment (by name, with its default spec), a suite, or a TOML spec.
 
@@ -57,6 +78,7 @@ def run(
       myopia run examples/sequence_likelihood.toml --out runs/mine
       myopia run quick --jobs 2              # two cells at a time
       myopia run myopia-gap --ray            # on a local Ray cluster (--ray HOST:PORT for one that runs)
+      myopia run forced-choice --device cuda --dtype bfloat16
     NAME_OR_SPEC is a registered experiment (sequence-likelihood, …), the suite
     `quick`, or a TOML file; an unknown name lists the known ones.
     """
@@ -64,7 +86,7 @@ def run(
     from ._suite import run_suite, suites
 
     console = _console()
-    executor = make_executor(jobs, ray_address)
+    executor = make_executor(jobs, ray_address, placement(device, dtype, remote=ray_address is not None))
     try:
         if name_or_spec in suites():
             res = run_suite(name_or_spec, list(overrides), out, console=Console(stderr=True), executor=executor)
@@ -80,9 +102,18 @@ def run(
     console.print(f"report: {r.report_path}{note}")
 
 
-def make_executor(jobs: int | None, ray_address: str | None):
+def placement(device: str, dtype: str | None, remote: bool = False):
+    """The run's :class:`~myopia.models.Placement`, checked here (one line, exit 2) unless the cells
+    run on other machines (Ray), whose GPUs this one cannot see."""
+    from ..models import Placement
+
+    p = Placement(device, dtype)
+    return p if remote else p.check()
+
+
+def make_executor(jobs: int | None, ray_address: str | None, placement=None):
     """What runs the cells: here one after another (no option, ``--jobs 1``), a pool of worker
-    processes (``--jobs N``), or a Ray cluster (``--ray``)."""
+    processes (``--jobs N``), or a Ray cluster (``--ray``); their models placed by ``placement``."""
     from ._executors import PoolExecutor, SerialExecutor, check_jobs
 
     if jobs is not None:
@@ -90,10 +121,10 @@ def make_executor(jobs: int | None, ray_address: str | None):
     if ray_address is not None:
         from ._ray import RayExecutor
 
-        return RayExecutor(ray_address, max_workers=jobs)
+        return RayExecutor(ray_address, max_workers=jobs, placement=placement)
     if jobs is None or jobs == 1:
-        return SerialExecutor()
-    return PoolExecutor(jobs)
+        return SerialExecutor(placement)
+    return PoolExecutor(jobs, placement)
 
 
 def _console() -> Console:

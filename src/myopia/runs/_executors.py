@@ -32,7 +32,7 @@ import torch
 from .._errors import UserError
 from .._io import write_parquet_atomic
 from ..experiments import Cell, CellContext, Spec, get_experiment
-from ..models import load_model
+from ..models import Placement, load_model
 from ._rundir import now, write_sidecar
 
 
@@ -45,6 +45,7 @@ class CellJob:
     spec: Spec
     spec_hash: str
     cell: Cell
+    placement: Placement = Placement()  # the run's --device / --dtype
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ OnEvent = Callable[[Event], None]
 
 class Executor(Protocol):
     workers: int  # how many cells it runs at once
+    placement: Placement  # where the cells' models run (--device / --dtype)
 
     def run(self, jobs: list[CellJob], on_event: OnEvent) -> None:
         """Run every job, telling ``on_event`` as each starts, advances, finishes or fails."""
@@ -94,18 +96,19 @@ class ModelCache:
     """Keeps the most recently used model loaded; cells with the same model run back to back."""
 
     def __init__(self):
-        self._name, self._model = None, None
+        self._key, self._model = None, None
 
-    def get(self, spec: str):
-        if spec != self._name:
+    def get(self, spec: str, placement: Placement | None = None):
+        key = (spec, placement or Placement())
+        if key != self._key:
             self.close()
-            self._model, self._name = None, None  # a failed load leaves nothing stale behind
-            self._model, self._name = load_model(spec), spec
+            self._model, self._key = None, None  # a failed load leaves nothing stale behind
+            self._model, self._key = load_model(spec, device=key[1].device, dtype=key[1].dtype), key
         return self._model
 
     @property
     def loaded(self) -> str | None:
-        return self._name
+        return self._key[0] if self._key else None
 
     def close(self):
         if self._model is not None:
@@ -119,9 +122,11 @@ def execute_cell(job: CellJob, models: ModelCache, progress) -> dict:
     folder = job.run_dir / "cells" / job.cell.id
     shutil.rmtree(folder, ignore_errors=True)  # what an earlier, unfinished or damaged attempt left
     started, t0 = now(), time.time()
+    placement = job.placement.for_gradients() if exp.takes_gradients else job.placement
     threads = torch.get_num_threads()
     try:  # a cell may set its own thread count (training, probes); the next cell starts with the run's
-        tables = exp.run_cell(job.cell, job.spec, CellContext(models, progress, job.run_dir / "work" / job.cell.id))
+        ctx = CellContext(models, progress, job.run_dir / "work" / job.cell.id, placement)
+        tables = exp.run_cell(job.cell, job.spec, ctx)
     finally:
         torch.set_num_threads(threads)
     files = {
@@ -135,6 +140,7 @@ def execute_cell(job: CellJob, models: ModelCache, progress) -> dict:
         "seconds": round(time.time() - t0, 2),
         "tables": sorted(tables),
         "files": files,
+        "placement": placement.describe(),
     }
     write_sidecar(job.run_dir, job.cell.id, job.spec_hash, record)
     return record
@@ -149,6 +155,9 @@ class SerialExecutor:
     """In this process, in order: what ``myopia run`` has always done."""
 
     workers = 1
+
+    def __init__(self, placement: Placement | None = None):
+        self.placement = placement or Placement()
 
     def run(self, jobs: list[CellJob], on_event: OnEvent) -> None:
         models = ModelCache()
@@ -190,8 +199,9 @@ class PoolExecutor:
     member of a suite), each with its own model cache. Ctrl-C stops them; if this process is
     killed, they notice and exit."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, placement: Placement | None = None):
         self.workers = check_jobs(jobs)
+        self.placement = placement or Placement()
         self._procs: list = []
         self._conns: list = []
         self._models: list[str | None] = []

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from .._errors import UserError
+from ..models import Placement
 from ._executors import (
     CellJob,
     Failed,
@@ -133,7 +134,8 @@ def _quiet_stderr() -> Iterator[None]:
 class RayExecutor:
     """Cells on Ray actors: ``address`` '' for a local cluster, else a running cluster's address."""
 
-    def __init__(self, address: str = "", max_workers: int | None = None):
+    def __init__(self, address: str = "", max_workers: int | None = None, placement: Placement | None = None):
+        self.placement = placement or Placement()
         if ray is None:
             raise UserError(
                 "--ray needs the ray package: pip install -c constraints.txt 'myopia[ray]' (make install installs it)"

@@ -168,7 +168,7 @@ def _run_locked(exp: Experiment, spec: Spec, run_dir: Path, console, executor: E
     write_json_atomic(run_dir / MANIFEST, manifest)
 
     todo = [c for c in cells if c.id not in checked.tables]
-    jobs = [CellJob(run_dir.resolve(), exp.name, spec, h, c) for c in todo]
+    jobs = [CellJob(run_dir.resolve(), exp.name, spec, h, c, executor.placement) for c in todo]
     book = _Bookkeeper(run_dir, manifest, parallel=executor.workers > 1)
     workers = min(executor.workers, max(1, len(todo)))
     done = len(cells) - len(todo)

@@ -44,6 +44,7 @@ class FutureLens(Experiment):
     about = "linear probes from the hidden state at t to the tokens at t+1..t+K, by layer (Future Lens)"
     quick = QUICK
     quick_order = 60
+    takes_gradients = True  # float32 whatever --dtype says
 
     def check(self, spec: FutureLensSpec) -> None:
         read_text(spec.text)

@@ -43,6 +43,7 @@ class GradientHorizon(Experiment):
     about = "which target positions the gradient at each layer's residual stream comes from (seeds/001)"
     quick = QUICK
     quick_order = 60
+    takes_gradients = True  # float32 whatever --dtype says
 
     def check(self, spec: GradientHorizonSpec) -> None:
         for m in spec.models:

@@ -46,6 +46,7 @@ class HeadRoles(Experiment):
     about = "previous-token / induction scores and own- vs future-position usefulness of every head (seeds/003)"
     quick = QUICK
     quick_order = 70
+    takes_gradients = True  # float32 whatever --dtype says
 
     def check(self, spec: HeadRolesSpec) -> None:
         for m in spec.models:

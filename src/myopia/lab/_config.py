@@ -9,10 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .._errors import UserError
 from .._toml import parse_value, to_toml
-from ..tasks import AdditionConfig, PathStarConfig, PrecacheConfig, ShakespeareConfig, TextConfig, task_config
+from ..tasks import (
+    AdditionConfig,
+    PathStarConfig,
+    PrecacheConfig,
+    ShakespeareConfig,
+    ShakespeareNamesConfig,
+    TextConfig,
+    task_config,
+)
 
 AnyTaskConfig = Annotated[
-    Union[PrecacheConfig, PathStarConfig, AdditionConfig, ShakespeareConfig, TextConfig],
+    Union[PrecacheConfig, PathStarConfig, AdditionConfig, ShakespeareConfig, ShakespeareNamesConfig, TextConfig],
     Field(discriminator="name"),
 ]
 
@@ -190,7 +198,7 @@ def set_path(config: TrainConfig, path: str, value: Any) -> TrainConfig:
     return validate(data)
 
 
-_TASK_TAGS = {"precache", "precache-paper", "path-star", "addition", "shakespeare", "text"}
+_TASK_TAGS = {"precache", "precache-paper", "path-star", "addition", "shakespeare", "shakespeare-names", "text"}
 
 
 def validate(data: dict) -> TrainConfig:

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from .._errors import UserError
 from ._addition import AdditionConfig, AdditionTask
 from ._base import Task, TaskConfig
+from ._names import ShakespeareNamesConfig, ShakespeareNamesTask
 from ._pathstar import PathStarConfig, PathStarTask
 from ._precache import PAPER, PrecacheConfig, PrecacheTask
 from ._text import ShakespeareConfig, TextConfig, TextTask
@@ -20,6 +21,7 @@ TASKS: dict[str, tuple[type[Task], type[TaskConfig], dict[str, Any]]] = {
     "path-star": (PathStarTask, PathStarConfig, {}),
     "addition": (AdditionTask, AdditionConfig, {}),
     "shakespeare": (TextTask, ShakespeareConfig, {}),
+    "shakespeare-names": (ShakespeareNamesTask, ShakespeareNamesConfig, {}),
     "text": (TextTask, TextConfig, {}),
 }
 
@@ -43,6 +45,8 @@ def task_config(name: str, **config: Any) -> TaskConfig:
     _, cfg_cls, defaults = TASKS[base]
     fields = {**defaults, **implied, **{k: v for k, v in config.items() if k != "name"}}
     unknown = sorted(set(fields) - set(cfg_cls.model_fields))
+    if "pauses" in unknown:
+        raise UserError(f"task {name!r} takes no pause tokens (pauses): they go between a question and its answer, which only 'addition' has")
     if unknown:
         accepted = ", ".join(f for f in cfg_cls.model_fields if f != "name")
         raise UserError(f"task {name!r} has no field {unknown[0]!r}; accepted: {accepted}")
@@ -56,7 +60,7 @@ def task_config(name: str, **config: Any) -> TaskConfig:
 
 def get_task(name: str, **config: Any) -> Task:
     """A task by name (``precache``, ``precache-paper``, ``path-star``, ``addition``,
-    ``shakespeare``, ``text:PATH``) with typed config fields; unknown names or fields -> UserError."""
+    ``shakespeare``, ``shakespeare-names``, ``text:PATH``) with typed config fields; unknown names or fields -> UserError."""
     return task_from_config(task_config(name, **config))
 
 

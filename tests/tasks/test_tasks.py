@@ -105,6 +105,12 @@ def test_path_star_train_and_test_sets_are_fixed_and_disjoint():
     assert not np.array_equal(other._test, t1._test)
 
 
+def test_path_star_paper_preset():
+    c = task_config("path-star-paper")
+    assert (c.degree, c.path_len, c.n_nodes, c.n_train, c.n_test) == (2, 5, 50, 200_000, 20_000)
+    assert get_task("path-star-paper", n_train=10, n_test=5).seq_len == 2 * 2 * 4 + 4 + 5 - 1
+
+
 def test_path_star_variants():
     task = get_task("path-star", n_train=100, n_test=10)
     plain = task.train_batch(0, 4, 0)

@@ -198,7 +198,7 @@ def set_path(config: TrainConfig, path: str, value: Any) -> TrainConfig:
     return validate(data)
 
 
-_TASK_TAGS = {"precache", "precache-paper", "path-star", "addition", "shakespeare", "shakespeare-names", "text"}
+_TASK_TAGS = {"precache", "precache-paper", "path-star", "path-star-paper", "addition", "shakespeare", "shakespeare-names", "text"}
 
 
 def validate(data: dict) -> TrainConfig:

@@ -34,7 +34,7 @@ from ._base import (
 
 
 class PathStarConfig(TaskConfig):
-    name: Literal["path-star"] = "path-star"
+    name: Literal["path-star", "path-star-paper"] = "path-star"
     degree: int = Field(2, ge=2, description="d: number of arms")
     path_len: int = Field(4, ge=2, description="l: nodes on a source-to-leaf path, source included")
     n_nodes: int = Field(20, ge=3, description="N: node labels are drawn from 0..N-1")
@@ -49,6 +49,10 @@ class PathStarConfig(TaskConfig):
             graph = f"G({self.degree},{self.path_len})"
             raise ValueError(f"n_nodes={self.n_nodes} is less than the {need} nodes of {graph}")
         return self
+
+
+# the paper's setting (Bachmann & Nagarajan 2024): G(2,5), labels from 0..49, 200k / 20k graphs; a GPU run
+PAPER = dict(name="path-star-paper", degree=2, path_len=5, n_nodes=50, n_train=200_000, n_test=20_000)
 
 
 def _make_graphs(c: PathStarConfig, n: int, g: np.random.Generator) -> np.ndarray:

@@ -10,6 +10,7 @@ from .._errors import UserError
 from ._addition import AdditionConfig, AdditionTask
 from ._base import Task, TaskConfig
 from ._names import ShakespeareNamesConfig, ShakespeareNamesTask
+from ._pathstar import PAPER as PATH_STAR_PAPER
 from ._pathstar import PathStarConfig, PathStarTask
 from ._precache import PAPER, PrecacheConfig, PrecacheTask
 from ._text import ShakespeareConfig, TextConfig, TextTask
@@ -19,6 +20,7 @@ TASKS: dict[str, tuple[type[Task], type[TaskConfig], dict[str, Any]]] = {
     "precache": (PrecacheTask, PrecacheConfig, {}),
     "precache-paper": (PrecacheTask, PrecacheConfig, PAPER),
     "path-star": (PathStarTask, PathStarConfig, {}),
+    "path-star-paper": (PathStarTask, PathStarConfig, PATH_STAR_PAPER),
     "addition": (AdditionTask, AdditionConfig, {}),
     "shakespeare": (TextTask, ShakespeareConfig, {}),
     "shakespeare-names": (ShakespeareNamesTask, ShakespeareNamesConfig, {}),
@@ -59,7 +61,7 @@ def task_config(name: str, **config: Any) -> TaskConfig:
 
 
 def get_task(name: str, **config: Any) -> Task:
-    """A task by name (``precache``, ``precache-paper``, ``path-star``, ``addition``,
+    """A task by name (``precache``, ``precache-paper``, ``path-star``, ``path-star-paper``, ``addition``,
     ``shakespeare``, ``shakespeare-names``, ``text:PATH``) with typed config fields; unknown names or fields -> UserError."""
     return task_from_config(task_config(name, **config))
 

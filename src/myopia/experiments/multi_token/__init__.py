@@ -1,6 +1,6 @@
-"""``multi-token`` (seeds/004): see :mod:`._experiment` for the method and headline figures."""
+"""``multi-token``: does an n-token objective plan where next-token training cannot? (seeds/004)"""
 
 from ._experiment import MultiTokenExperiment
-from ._spec import MultiTokenSpec
+from ._spec import AdditionPart, Graph, MultiTokenSpec, NamesPart, PathStarPart
 
-__all__ = ["MultiTokenExperiment", "MultiTokenSpec"]
+__all__ = ["AdditionPart", "Graph", "MultiTokenExperiment", "MultiTokenSpec", "NamesPart", "PathStarPart"]

@@ -5,7 +5,9 @@ The task's evaluation (``PathStarTask.evaluate``) reports, in source-to-goal ord
 accuracy at every path position (``generated_accuracy_i``) and the teacher-forced one
 (``teacher_forced_accuracy_i``). Only the first step after the source is hard: a model that
 learned the cheat "each node is the successor of the previous true node" gets every later step
-right under teacher forcing and the first one right 1/d of the time.
+right under teacher forcing and the first one right 1/d of the time. The later steps are the
+positions 2 .. l-1; the last of them is the goal, which the prompt also names, so on G(d,3) it is
+the only later step and the diagnosis says little there.
 """
 
 from __future__ import annotations
@@ -43,10 +45,13 @@ def escapes_chance(accuracy: dict, degree: int) -> bool | None:
     return accuracy["mean"] > 1 / degree + MARGIN
 
 
-def diagnose(accuracy: dict, first_step: dict, later_tf: dict, degree: int) -> str:
-    """One of: solved; escapes 1/d; Clever Hans (the later steps right under teacher forcing,
-    the first one not above chance); not converged (the later steps not learned yet: a short
-    run can sit below 1/d for this reason, not the cheat's); below chance."""
+def diagnose(accuracy: dict, later_tf: dict, degree: int, teacher_forced: bool = True) -> str:
+    """One of: solved (whole path >= ``SOLVED``); escapes 1/d; Clever Hans (not escaping, and the
+    later steps right under teacher forcing: the model learned the cheat and guesses the first
+    step); not converged (the later steps not learned yet: a short run can sit below 1/d for this
+    reason, not the cheat's); not learned (``teacher_forced=False``: teacherless training never
+    feeds the true path, so there is no cheat to learn and no teacher-forced reading); no result.
+    ``accuracy`` and ``later_tf`` are interval dicts (``mean``, ``ci_low``, ``ci_high``) over seeds."""
     acc, tf = accuracy.get("mean"), later_tf.get("mean")
     if acc is None:
         return "no result"
@@ -54,8 +59,8 @@ def diagnose(accuracy: dict, first_step: dict, later_tf: dict, degree: int) -> s
         return "solved"
     if escapes_chance(accuracy, degree):
         return "escapes 1/d"
+    if not teacher_forced:
+        return "not learned"
     if tf is not None and tf >= CHEAT:
         return "Clever Hans"
-    if tf is not None:
-        return "not converged"
-    return "below chance"
+    return "not converged"

@@ -22,7 +22,12 @@ def _cfg(tmp_path, name: str = "run", **kw) -> TrainConfig:
     base = dict(
         task={"name": "path-star", "n_train": 64, "n_test": 16},
         model={"name": "llama-tiny", "d_model": 32, "n_layer": 3},
-        steps=6, batch_size=4, eval_every=0, eval_batches=1, checkpoint_every=3, progress=False,
+        steps=6,
+        batch_size=4,
+        eval_every=0,
+        eval_batches=1,
+        checkpoint_every=3,
+        progress=False,
         out=str(tmp_path / name),
     )
     return TrainConfig(**{**base, **kw})
@@ -61,11 +66,18 @@ def test_mtp_seq_resume_is_bit_identical(tmp_path):
 
 
 def test_mtp_weight_changes_the_update(tmp_path):
-    runs = {w: train(_cfg(tmp_path, f"w{w}", objective="mtp-seq:2", steps=s, mtp_weight=w, weight_decay=0.0))
-            for w, s in ((1.0, 2), (0.0, 2))}
-    proj = {w: next(t for k, t in _tensors(r.out_dir, MODULES_FILE).items() if k.endswith("project.weight")) for w, r in runs.items()}
+    runs = {
+        w: train(_cfg(tmp_path, f"w{w}", objective="mtp-seq:2", steps=s, mtp_weight=w, weight_decay=0.0))
+        for w, s in ((1.0, 2), (0.0, 2))
+    }
+    proj = {
+        w: next(t for k, t in _tensors(r.out_dir, MODULES_FILE).items() if k.endswith("project.weight"))
+        for w, r in runs.items()
+    }
     start = train(_cfg(tmp_path, "w0-1", objective="mtp-seq:2", steps=1, mtp_weight=0.0, weight_decay=0.0))
-    assert torch.equal(proj[0.0], next(t for k, t in _tensors(start.out_dir, MODULES_FILE).items() if k.endswith("project.weight")))
+    assert torch.equal(
+        proj[0.0], next(t for k, t in _tensors(start.out_dir, MODULES_FILE).items() if k.endswith("project.weight"))
+    )
     assert not torch.equal(proj[1.0], proj[0.0])  # weight 0: the projection gets no gradient; weight 1 trains it
 
 

@@ -51,7 +51,9 @@ def _run_block_alone(model, block, embeds: torch.Tensor) -> tuple[torch.Tensor, 
     attr = "h" if hasattr(base, "h") else "layers"
     saved = getattr(base, attr)
     seen = {}
-    handle = block.register_forward_hook(lambda m, args, out: seen.setdefault("h", out[0] if isinstance(out, tuple) else out))
+    handle = block.register_forward_hook(
+        lambda m, args, out: seen.setdefault("h", out[0] if isinstance(out, tuple) else out)
+    )
     try:
         setattr(base, attr, torch.nn.ModuleList([block]))
         if hasattr(model.base_model, "wpe"):  # GPT-2 adds position embeddings to inputs_embeds: cancel them
@@ -95,7 +97,13 @@ def _perturb(module: SequentialMultiTokenModel) -> None:
 
 @pytest.mark.parametrize(
     "kind,n,from_trunk,weight",
-    [("llama", 3, False, 1.0), ("gpt2", 3, False, 1.0), ("llama", 2, True, 1.0), ("gpt2", 2, True, 1.0), ("llama", 4, False, 0.1)],
+    [
+        ("llama", 3, False, 1.0),
+        ("gpt2", 3, False, 1.0),
+        ("llama", 2, True, 1.0),
+        ("gpt2", 2, True, 1.0),
+        ("llama", 4, False, 0.1),
+    ],
 )
 def test_mtp_seq_memory_trick_equals_summed_loss(kind, n, from_trunk, weight):
     batch = token_batch(length=9)
@@ -114,7 +122,9 @@ def test_mtp_seq_memory_trick_equals_summed_loss(kind, n, from_trunk, weight):
     assert set(metrics) == {"loss"} | {f"loss_head{k}" for k in range(2, n + 1)}
     # the trick's reported losses, weighted, and the objective's own one-graph form agree
     total = objective.summed_loss(reference, batch, cross_entropy).item()
-    assert total == pytest.approx(metrics["loss"] + weight * sum(v for k, v in metrics.items() if k != "loss"), rel=1e-10)
+    assert total == pytest.approx(
+        metrics["loss"] + weight * sum(v for k, v in metrics.items() if k != "loss"), rel=1e-10
+    )
     assert total == pytest.approx(_reference_loss(reference, batch, n, weight).item(), rel=1e-10)
 
 

@@ -97,7 +97,8 @@ class _Oracle(torch.nn.Module):
 def test_evaluation_by_n_against_an_oracle(fmt):
     task = get_task("addition", n_digits=3, min_digits=1, format=fmt, pauses=1, n_test=12)
     assert task.evaluate(_Oracle(task)) == {
-        "accuracy": 1.0, "first_digit_accuracy": 1.0,
+        "accuracy": 1.0,
+        "first_digit_accuracy": 1.0,
         **{f"{m}_n{n}": 1.0 for n in (1, 2, 3) for m in ("accuracy", "first_digit_accuracy")},
     }
     m = task.evaluate(_Oracle(task, wrong_first=[2]))

@@ -75,7 +75,12 @@ def test_replacement_on_a_scene_is_consistent():
     text, mapping, lines = replace_names(SCENE, tok, 2, seed=0)
     assert set(mapping) == {"Ber", "FRANCISCO", "FIRST CLOWN"} and len(set(mapping.values())) == 3
     out = text.splitlines()
-    assert [out[i] for i, _ in lines] == [mapping["Ber"] + ".", mapping["FRANCISCO"], mapping["Ber"] + ".", mapping["FIRST CLOWN"] + "."]
+    assert [out[i] for i, _ in lines] == [
+        mapping["Ber"] + ".",
+        mapping["FRANCISCO"],
+        mapping["Ber"] + ".",
+        mapping["FIRST CLOWN"] + ".",
+    ]
     assert sum(a != b for a, b in zip(out, SCENE.splitlines())) == 4  # nothing else changed
     assert replace_names(SCENE, tok, 2, seed=0)[0] == text and replace_names(SCENE, tok, 2, seed=1)[0] != text
 
@@ -105,7 +110,9 @@ def test_every_name_is_two_tokens_and_consistent_within_a_play(shakespeare_cache
         assert all(a == b for j, (a, b) in enumerate(zip(before, after)) if j not in {i for i, _ in lines})
     # in the held-out stream, each mark is a name's two tokens; the metric reads the second
     starts, mentions = task.name_targets()
-    ids = {tuple(tok(n, add_special_tokens=False)["input_ids"]) for n in replace_names(val_docs[0], tok, 2, 0)[1].values()}
+    ids = {
+        tuple(tok(n, add_special_tokens=False)["input_ids"]) for n in replace_names(val_docs[0], tok, 2, 0)[1].values()
+    }
     for pos, _ in task._marks:
         assert tuple(task._val[pos : pos + 2].tolist()) in ids
     batch = task._windows(task._val, starts)

@@ -11,7 +11,8 @@ from .._errors import UserError
 
 @click.command()
 @click.option("--task", "task", default=None,
-              help="precache, precache-paper, path-star, path-star-paper, addition, shakespeare, shakespeare-names, text:PATH")
+              help="precache, precache-paper, path-star, path-star-paper, addition, shakespeare, "
+              "shakespeare-names, text:PATH")
 @click.option("--objective", default=None,
               help="ntp, myopic, myopic:hidden, mtp:N, mtp-seq:N, bigram, teacherless, reverse")
 @click.option("--model", "model", default=None,

@@ -137,7 +137,10 @@ def _mtp_from_trunk(cfg: TrainConfig) -> bool | None:
             raise UserError(f"mtp_weight applies to mtp:N and mtp-seq:N only; the objective is {cfg.objective}")
         return None
     if isinstance(objective, SequentialMultiToken) and TASKS[cfg.task.name][0].kind != "tokens":
-        raise UserError(f"{objective.name} embeds the tokens ahead; task {cfg.task.name!r} has real-valued inputs (use path-star, addition or a text task)")
+        raise UserError(
+            f"{objective.name} embeds the tokens ahead; task {cfg.task.name!r} has real-valued inputs "
+            "(use path-star, addition or a text task)"
+        )
     preset = is_preset(cfg.model.name)
     if cfg.mtp_from_trunk and not preset:
         raise UserError(
@@ -145,7 +148,8 @@ def _mtp_from_trunk(cfg: TrainConfig) -> bool | None:
         )
     if cfg.mtp_from_trunk is False or not preset:
         return False
-    trunk_layers(cfg.model.n_layer or SHAPES[cfg.model.name.partition("-")[2]].n_layer, objective.n_heads, objective.name)
+    n_layer = cfg.model.n_layer or SHAPES[cfg.model.name.partition("-")[2]].n_layer
+    trunk_layers(n_layer, objective.n_heads, objective.name)
     return True
 
 
@@ -198,7 +202,10 @@ def set_path(config: TrainConfig, path: str, value: Any) -> TrainConfig:
     return validate(data)
 
 
-_TASK_TAGS = {"precache", "precache-paper", "path-star", "path-star-paper", "addition", "shakespeare", "shakespeare-names", "text"}
+_TASK_TAGS = {
+    "precache", "precache-paper", "path-star", "path-star-paper", "addition", "shakespeare", "shakespeare-names",
+    "text",
+}  # fmt: skip
 
 
 def validate(data: dict) -> TrainConfig:

@@ -74,7 +74,8 @@ def trunk_layers(n_layers: int, n_heads: int, name: str | None = None) -> int:
     left = n_layers - (n_heads - 1)
     if left < 1:
         raise UserError(
-            f"{name or f'mtp:{n_heads}'} takes {n_heads - 1} head layers from the model's {n_layers} layers and leaves none; "
+            f"{name or f'mtp:{n_heads}'} takes {n_heads - 1} head layers from the model's {n_layers} layers "
+            "and leaves none; "
             f"use model.n_layer >= {n_heads}, or mtp_from_trunk=false to add the heads instead"
         )
     return left

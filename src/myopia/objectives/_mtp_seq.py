@@ -125,7 +125,9 @@ class SequentialMultiTokenModel(torch.nn.Module):
         """Shared final norm and unembedding: (B, T', d) -> (B, T', V)."""
         return unembed(self.model, hidden)
 
-    def depth_hidden(self, k: int, previous: torch.Tensor, next_ids: torch.Tensor, call: tuple[tuple, dict]) -> torch.Tensor:
+    def depth_hidden(
+        self, k: int, previous: torch.Tensor, next_ids: torch.Tensor, call: tuple[tuple, dict]
+    ) -> torch.Tensor:
         """Depth ``k``'s hidden state (B, T, d) from depth k − 1's (B, T, d) (depth 0: the model's
         final hidden state, :meth:`trunk_output`) and ``next_ids`` (B, T), the token at t + k for
         every position t (:func:`future_ids` for training; a drafter appends its own guesses).
@@ -134,7 +136,9 @@ class SequentialMultiTokenModel(torch.nn.Module):
         embeds = self.model.get_input_embeddings()(next_ids)  # (B, T, d)
         args, kwargs = call
         hidden = depth.combine(previous, embeds)  # (B, T, d)
-        return _first(recall(depth.block.forward, hidden, args, kwargs, past_key_values=None, use_cache=False))  # (B, T, d)
+        return _first(
+            recall(depth.block.forward, hidden, args, kwargs, past_key_values=None, use_cache=False)
+        )  # (B, T, d)
 
     @contextmanager
     def trunk_output(self, detach: bool) -> Iterator[dict[str, Any]]:
@@ -145,7 +149,10 @@ class SequentialMultiTokenModel(torch.nn.Module):
 
         def keep_call(module, args, kwargs):
             if not args:
-                raise UserError(f"mtp-seq:n expects {type(module).__name__} to take the hidden states as its first positional argument")
+                raise UserError(
+                    f"mtp-seq:n expects {type(module).__name__} to take the hidden states as its first "
+                    "positional argument"
+                )
             record["call"] = (args, kwargs)
 
         def keep_trunk(module, args):
@@ -166,7 +173,9 @@ class SequentialMultiTokenModel(torch.nn.Module):
                 handle.remove()
 
 
-def _depth_loss(module: SequentialMultiTokenModel, k: int, hidden: torch.Tensor, batch: Any, loss_fn: LossFn) -> torch.Tensor:
+def _depth_loss(
+    module: SequentialMultiTokenModel, k: int, hidden: torch.Tensor, batch: Any, loss_fn: LossFn
+) -> torch.Tensor:
     """Depth ``k``'s masked-mean loss from its hidden state (B, T, d): position t predicts the
     token at t + k + 1 (the target k places after its own), at the T − k positions that have one."""
     T = hidden.shape[1]
@@ -198,9 +207,15 @@ class SequentialMultiToken(Objective):
 
     def _check(self, batch: Any) -> None:
         if batch.targets.is_floating_point():
-            raise UserError(f"{self.name} embeds the tokens ahead, so it needs a token task (path-star, addition, text), not real-valued targets")
+            raise UserError(
+                f"{self.name} embeds the tokens ahead, so it needs a token task (path-star, addition, text), "
+                "not real-valued targets"
+            )
         if batch.targets.shape[1] < self.n_heads:
-            raise UserError(f"{self.name} needs sequences of at least {self.n_heads} positions; the task's have {batch.targets.shape[1]}")
+            raise UserError(
+                f"{self.name} needs sequences of at least {self.n_heads} positions; "
+                f"the task's have {batch.targets.shape[1]}"
+            )
 
     def forward_backward(
         self, module: SequentialMultiTokenModel, batch: Any, loss_fn: LossFn, loss_scale: float = 1.0

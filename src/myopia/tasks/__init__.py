@@ -2,8 +2,9 @@
 reproducibly from a seed.
 
 ``get_task(name, **config)``: ``precache`` (CPU scale) / ``precache-paper`` (Wu et al.'s
-values), ``path-star`` / ``path-star-paper`` (Bachmann & Nagarajan's G(2,5), N=50), ``addition``, ``shakespeare``, ``shakespeare-names`` (random two-token
-speaker names, the name-induction metric), ``text:PATH``.
+values), ``path-star`` / ``path-star-paper`` (Bachmann & Nagarajan's G(2,5), N=50), ``addition``,
+``shakespeare``, ``shakespeare-names`` (random two-token speaker names, the name-induction
+metric), ``text:PATH``.
 """
 
 from ._addition import AdditionConfig, AdditionTask

@@ -37,9 +37,14 @@ FORMATS = ("plain", "reversed", "scratchpad")
 
 class AdditionConfig(TaskConfig):
     name: Literal["addition"] = "addition"
-    n_digits: int = Field(3, ge=1, le=9, description="n (the largest n with min_digits)")  # a * 10^n + b must fit in int64
-    min_digits: int | None = Field(None, ge=1, le=9, description="train on every n from min_digits to n_digits; default: n_digits only")
-    format: Literal["plain", "reversed", "scratchpad"] = Field("plain", description="how the answer is written (see the task's docs)")
+    # a * 10^n + b must fit in int64
+    n_digits: int = Field(3, ge=1, le=9, description="n (the largest n with min_digits)")
+    min_digits: int | None = Field(
+        None, ge=1, le=9, description="train on every n from min_digits to n_digits; default: n_digits only"
+    )
+    format: Literal["plain", "reversed", "scratchpad"] = Field(
+        "plain", description="how the answer is written (see the task's docs)"
+    )
     pauses: int = Field(0, ge=0, le=64, description="k <pause> tokens between '=' and the answer (inputs, no loss)")
     n_test: int = Field(1_000, ge=1, description="test pairs per n")
     seed: int = Field(0, ge=0, description="fixes the test set")
@@ -114,7 +119,10 @@ class AdditionTask(Task):
         rev = c.format == "reversed"
         a, b = codes // 10**n, codes % 10**n
         N = len(codes)
-        cols = [_digits(a, n, rev), np.full((N, 1), PLUS), _digits(b, n, rev), np.full((N, 1), EQ), np.full((N, c.pauses), PAUSE)]
+        cols = [
+            _digits(a, n, rev), np.full((N, 1), PLUS), _digits(b, n, rev), np.full((N, 1), EQ),
+            np.full((N, c.pauses), PAUSE),
+        ]  # fmt: skip
         if c.format == "scratchpad":
             cols += [_scratchpad(a, b, n), np.full((N, 1), SEP)]
         cols.append(_digits(a + b, n + 1, rev))
@@ -126,7 +134,8 @@ class AdditionTask(Task):
         ids = torch.from_numpy(seqs)  # (B, T+1)
         targets = ids[:, 1:].clone()  # (B, T)
         j = torch.arange(targets.shape[1])[None, :]  # (1, T)
-        start = torch.as_tensor([self.n_prefix(int(n)) - 1 for n in ns])[:, None]  # (B, 1): predicts the first generated token
+        # (B, 1): the position that predicts the first generated token
+        start = torch.as_tensor([self.n_prefix(int(n)) - 1 for n in ns])[:, None]
         stop = start + torch.as_tensor([self.n_generated(int(n)) for n in ns])[:, None]  # (B, 1)
         mask = ((j >= start) & (j < stop)).float()  # (B, T)
         return Batch(inputs={"input_ids": ids[:, :-1].clone()}, targets=targets, loss_mask=mask)
@@ -167,7 +176,10 @@ class AdditionTask(Task):
         ns, codes = ns[order], codes[order]  # round-robin over n: every n in the first batches
         seqs = self._rows(ns, codes)
         n = min(n_batches * batch_size, len(seqs))
-        return [self._to_batch(seqs[i : min(i + batch_size, n)], ns[i : min(i + batch_size, n)]) for i in range(0, n, batch_size)]
+        return [
+            self._to_batch(seqs[i : min(i + batch_size, n)], ns[i : min(i + batch_size, n)])
+            for i in range(0, n, batch_size)
+        ]
 
     # --- evaluation ------------------------------------------------------------------
     @torch.no_grad()

@@ -129,11 +129,15 @@ class ShakespeareNamesTask(TextTask):
         self._marks: np.ndarray | None = None  # (M, 2): stream position of a held-out name's first token, name id
 
     def use_tokenizer(self, tokenizer) -> None:
-        raise UserError("task 'shakespeare-names' makes its names for the lab's own BPE; train a lab preset (llama-*, gpt2-*)")
+        raise UserError(
+            "task 'shakespeare-names' makes its names for the lab's own BPE; train a lab preset (llama-*, gpt2-*)"
+        )
 
     def _documents(self) -> tuple[list[str], list[str]]:
         c = self.config
-        return _shakespeare_documents(ShakespeareConfig(seq_len=c.seq_len, vocab_size=c.vocab_size, val_plays=c.val_plays))
+        return _shakespeare_documents(
+            ShakespeareConfig(seq_len=c.seq_len, vocab_size=c.vocab_size, val_plays=c.val_plays)
+        )
 
     def prepare(self) -> None:
         if self._train is not None:
@@ -143,7 +147,9 @@ class ShakespeareNamesTask(TextTask):
         plain.prepare()  # the lab's BPE on the original training plays (cached)
         self.tokenizer = plain.tokenizer
         train_docs, val_docs = self._documents()
-        h = hashlib.sha256(json.dumps(c.model_dump(exclude={"seq_len", "eval_windows", "repeat"}), sort_keys=True).encode())
+        h = hashlib.sha256(
+            json.dumps(c.model_dump(exclude={"seq_len", "eval_windows", "repeat"}), sort_keys=True).encode()
+        )
         for d in train_docs + ["\0VAL\0"] + val_docs:
             h.update(d.encode())
         folder = cache_dir() / "names" / h.hexdigest()[:16]
@@ -176,7 +182,9 @@ class ShakespeareNamesTask(TextTask):
         target inside a window: (window, input position that predicts it, repeat mention?)."""
         self.prepare()
         T = self.seq_len
-        starts = np.linspace(0, len(self._val) - T - 1, num=min(self.config.eval_windows, len(self._val) - T)).astype(np.int64)
+        starts = np.linspace(0, len(self._val) - T - 1, num=min(self.config.eval_windows, len(self._val) - T)).astype(
+            np.int64
+        )
         pos, name = self._marks[:, 0], self._marks[:, 1]
         out = []
         for w, s in enumerate(starts):
@@ -208,4 +216,3 @@ class ShakespeareNamesTask(TextTask):
             if right[repeat]:
                 out[key] = float(np.mean(right[repeat]))
         return out
-

@@ -48,7 +48,10 @@ def task_config(name: str, **config: Any) -> TaskConfig:
     fields = {**defaults, **implied, **{k: v for k, v in config.items() if k != "name"}}
     unknown = sorted(set(fields) - set(cfg_cls.model_fields))
     if "pauses" in unknown:
-        raise UserError(f"task {name!r} takes no pause tokens (pauses): they go between a question and its answer, which only 'addition' has")
+        raise UserError(
+            f"task {name!r} takes no pause tokens (pauses): they go between a question and its answer, "
+            "which only 'addition' has"
+        )
     if unknown:
         accepted = ", ".join(f for f in cfg_cls.model_fields if f != "name")
         raise UserError(f"task {name!r} has no field {unknown[0]!r}; accepted: {accepted}")
@@ -62,7 +65,8 @@ def task_config(name: str, **config: Any) -> TaskConfig:
 
 def get_task(name: str, **config: Any) -> Task:
     """A task by name (``precache``, ``precache-paper``, ``path-star``, ``path-star-paper``, ``addition``,
-    ``shakespeare``, ``shakespeare-names``, ``text:PATH``) with typed config fields; unknown names or fields -> UserError."""
+    ``shakespeare``, ``shakespeare-names``, ``text:PATH``) with typed config fields; unknown names or
+    fields -> UserError."""
     return task_from_config(task_config(name, **config))
 
 

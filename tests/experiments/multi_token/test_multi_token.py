@@ -155,8 +155,16 @@ def test_diagnosis_tells_the_cheat_from_not_converged():
 
 def test_summary_intervals_over_seeds():
     finals = [
-        {"part": "path-star", "condition": "G2-4-N20", "objective": "ntp", "seed": s, "degree": 2,
-         "accuracy": a, "first_step_accuracy": a, "later_teacher_forced": 1.0}  # fmt: skip
+        {
+            "part": "path-star",
+            "condition": "G2-4-N20",
+            "objective": "ntp",
+            "seed": s,
+            "degree": 2,
+            "accuracy": a,
+            "first_step_accuracy": a,
+            "later_teacher_forced": 1.0,
+        }  # fmt: skip
         for s, a in enumerate([0.49, 0.51, 0.50])
     ]
     _, spec = resolve_spec("multi-token", [], check=False)

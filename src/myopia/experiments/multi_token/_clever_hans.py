@@ -22,8 +22,12 @@ MARGIN = 0.05  # one seed has no interval: escaping 1/d then means a mean this f
 def position_rows(key: dict[str, Any], metrics: dict[str, float], path_len: int) -> list[dict]:
     """One row per path position (0 = source): accuracy under generation and teacher forcing."""
     return [
-        {**key, "position": i, "generated": metrics.get(f"generated_accuracy_{i}"),
-         "teacher_forced": metrics.get(f"teacher_forced_accuracy_{i}")}
+        {
+            **key,
+            "position": i,
+            "generated": metrics.get(f"generated_accuracy_{i}"),
+            "teacher_forced": metrics.get(f"teacher_forced_accuracy_{i}"),
+        }
         for i in range(path_len)
     ]
 

@@ -14,10 +14,20 @@ def digit_rows(key: dict[str, Any], metrics: dict[str, float], digits: range) ->
     """One row per n: exact-match and most-significant-digit accuracy."""
     if len(digits) == 1:  # one n: the overall figures are that n's
         n = digits.start
-        return [{**key, "n_digits": n, "accuracy": metrics.get("accuracy"),
-                 "first_digit_accuracy": metrics.get("first_digit_accuracy")}]
+        return [
+            {
+                **key,
+                "n_digits": n,
+                "accuracy": metrics.get("accuracy"),
+                "first_digit_accuracy": metrics.get("first_digit_accuracy"),
+            }
+        ]
     return [
-        {**key, "n_digits": n, "accuracy": metrics.get(f"accuracy_n{n}"),
-         "first_digit_accuracy": metrics.get(f"first_digit_accuracy_n{n}")}
+        {
+            **key,
+            "n_digits": n,
+            "accuracy": metrics.get(f"accuracy_n{n}"),
+            "first_digit_accuracy": metrics.get(f"first_digit_accuracy_n{n}"),
+        }
         for n in digits
     ]

@@ -36,7 +36,9 @@ class Graph(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     degree: int = Field(2, ge=2, description="d: arms of the star")
-    path_len: int = Field(4, ge=3, description="l: nodes on a source-to-leaf path, source included (l = 2: no hard step)")
+    path_len: int = Field(
+        4, ge=3, description="l: nodes on a source-to-leaf path, source included (l = 2: no hard step)"
+    )
     n_nodes: int = Field(20, ge=3, description="N: labels are drawn from 0..N-1")
 
     @property
@@ -126,7 +128,9 @@ class AdditionPart(_Part):
                 try:
                     _check_objective(f)
                 except ValueError as e:
-                    raise ValueError(f"format {f!r} is none of {', '.join(FORMATS)} and not an objective: {e}") from None
+                    raise ValueError(
+                        f"format {f!r} is none of {', '.join(FORMATS)} and not an objective: {e}"
+                    ) from None
         return _distinct(v, "formats")
 
     @field_validator("task")
@@ -195,7 +199,13 @@ def _path_star() -> PathStarPart:
 
 def _addition() -> AdditionPart:
     return AdditionPart(
-        model="llama-tiny", steps=3000, batch_size=128, lr=3e-3, schedule="one-cycle", eval_every=500, eval_batches=2,
+        model="llama-tiny",
+        steps=3000,
+        batch_size=128,
+        lr=3e-3,
+        schedule="one-cycle",
+        eval_every=500,
+        eval_batches=2,
         chunk=1000,
     )
 

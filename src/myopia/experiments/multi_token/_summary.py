@@ -140,7 +140,9 @@ def _groups(records: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict
 
 def summarize(tables: Tables, spec: MultiTokenSpec) -> MultiTokenHeadline:
     path_star = _path_star(tables.get("finals", []), spec)
-    hans = [f"{g} {o}" for g, fig in path_star.items() for o, f in fig.objectives.items() if f.diagnosis == "Clever Hans"]
+    hans = [
+        f"{g} {o}" for g, fig in path_star.items() for o, f in fig.objectives.items() if f.diagnosis == "Clever Hans"
+    ]
     return MultiTokenHeadline(
         path_star=path_star,
         addition=_addition(tables.get("digits", []), spec),

@@ -65,7 +65,7 @@ def report(tables: Tables, spec: MultiTokenSpec, summary: MultiTokenHeadline, se
         star = [r for r in curves if r["part"] == "path-star"]
         if any(r.get("later_teacher_forced") is not None for r in star):
             section.figure(
-                curves_figure(star, "later_teacher_forced", "teacher-forced accuracy, steps 2..l-1"),
+                curves_figure(star, "later_teacher_forced", "teacher-forced accuracy, steps 2..l-1", accuracy=True),
                 caption="Path-star: teacher-forced accuracy after the first hard step over training "
                 "(≈1: the cheat is learned)",
             )
@@ -166,10 +166,12 @@ def positions_figure(positions: list[dict]):
             mine = [r for r in recs if r["objective"] == o]
             if not mine:
                 continue
-            for kind, ls in (("generated", "-"), ("teacher_forced", "--")):
+            # teacher-forced: dashed with open squares, visible where it lies on the generated line
+            for kind, ls, marker, fill in (("generated", "-", "o", color), ("teacher_forced", "--", "s", "none")):
                 stats = [t_interval([r[kind] for r in mine if r["position"] == x]) for x in xs]
                 label = f"{o} ({'generated' if kind == 'generated' else 'teacher-forced'})"
-                ax.plot(xs, [s["mean"] for s in stats], ls=ls, color=color, marker="o", ms=3, label=label)
+                ys = [s["mean"] for s in stats]
+                ax.plot(xs, ys, ls=ls, color=color, marker=marker, ms=5 if fill == "none" else 3, mfc=fill, label=label)
                 if all(s["ci_low"] is not None for s in stats):
                     lo, hi = [s["ci_low"] for s in stats], [s["ci_high"] for s in stats]
                     ax.fill_between(xs, lo, hi, color=color, alpha=0.12, lw=0)
@@ -226,7 +228,7 @@ def names_figure(summary: MultiTokenHeadline):
     return fig
 
 
-def curves_figure(curves: list[dict], key: str, ylabel: str, *, log: bool = False):
+def curves_figure(curves: list[dict], key: str, ylabel: str, *, log: bool = False, accuracy: bool = False):
     """``key`` over training, one panel per (part, condition), mean over seeds per objective
     (band: 95% t-interval); rows without ``key`` (steps between evaluations) are skipped."""
     panels = list(dict.fromkeys((r["part"], r["condition"]) for r in curves if r.get(key) is not None))
@@ -245,6 +247,8 @@ def curves_figure(curves: list[dict], key: str, ylabel: str, *, log: bool = Fals
                 ax.fill_between(steps, low, [s["ci_high"] for s in stats], color=color, alpha=0.15, lw=0)
         if log:
             ax.set_yscale("log")
+        if accuracy:
+            ax.set_ylim(0, 1.05)
         ax.set_title("names" if part == "names" else f"{part}: {cond}")
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)

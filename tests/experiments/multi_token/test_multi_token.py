@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from click.testing import CliRunner
 
 from myopia import UserError
+from myopia._cli import main
 from myopia._io import read_parquet
 from myopia.experiments.multi_token._clever_hans import diagnose, escapes_chance, later_teacher_forced
 from myopia.experiments.multi_token._summary import MultiTokenHeadline, summarize
@@ -209,3 +211,16 @@ def test_a_name_length_the_tokenizer_cannot_make_stops_before_any_cell(shakespea
     with pytest.raises(UserError, match=r"cannot make \d+ names of exactly name_tokens=2 tokens") as err:
         run("multi-token", ['parts=["names"]', f"names.task={task}"], out=tmp_path / "run")
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ('parts=["path-star", "bogus"]', "unknown part(s) bogus"),
+        ('path_star.objectives=["ntp", "mtp-seq:0"]', "mtp-seq:0"),
+    ],
+)
+def test_cli_bad_part_or_objective_is_one_line_exit_2(override, named, tmp_path):
+    res = CliRunner().invoke(main, ["run", "multi-token", "--set", override, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "Traceback" not in res.output
+    assert named in res.output and "accepted" in res.output and not (tmp_path / "r").exists()

@@ -1,8 +1,9 @@
 """Step time and peak memory of the training objectives, side by side in one run, on several shapes.
 
 A training step is the objective's forward+backward plus an AdamW step, on a Llama-style model.
-``mtp:n`` is parameter-matched, as the lab trains presets (``mtp_from_trunk``): its n − 1 extra
-heads are the model's own last layers, so it has the layers and parameters of the ``ntp`` model.
+``mtp:n`` and ``mtp-seq:n`` are parameter-matched, as the lab trains presets (``mtp_from_trunk``):
+their n − 1 extra heads (depth modules) are the model's own last layers, so they have the layers
+of the ``ntp`` model (``mtp-seq:n`` adds its n − 1 projections, 2d² each).
 Per shape, step times are measured interleaved (round-robin over the objectives, the order
 rotating each round, median over rounds), so that load from other processes hits every
 objective alike; the figures that matter are the ratios to ``ntp``. Peak memory is the peak
@@ -33,7 +34,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _markdown import machine, write_section  # noqa: E402
-from myopia.objectives import MultiToken, get_objective  # noqa: E402
+from myopia.objectives import MultiToken, SequentialMultiToken, get_objective  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"myopic": (1.3, None), "mtp:4": (1.3, 1.2)}  # (time ratio, memory ratio) vs ntp
@@ -72,7 +73,7 @@ def build(shape: Shape, device: str, dtype: torch.dtype) -> LlamaForCausalLM:
 
 def objective(name: str):
     obj = get_objective(name)
-    if isinstance(obj, MultiToken):
+    if isinstance(obj, (MultiToken, SequentialMultiToken)):
         obj.from_trunk = True  # parameter-matched, as the lab trains presets
     return obj
 
@@ -176,14 +177,16 @@ def matmul_flops_per_token(name: str, shape: Shape) -> float:
     A decoder layer: q/k/v/o projections 4·d², the gated MLP 3·d·ff, and causal attention
     scores plus weighted values ~2·(T/2)·d; the unembedding d·V. Parameter-matched ``mtp:n``
     has the layers of ``ntp`` (n − 1 of them serve as heads) and adds n − 1 unembeddings, head
-    k's over the T − k + 1 positions that have a token k ahead; ``myopic`` computes what
+    k's over the T − k + 1 positions that have a token k ahead; parameter-matched ``mtp-seq:n``
+    likewise, plus each depth's 2d → d projection on every position; ``myopic`` computes what
     ``ntp`` computes.
     """
     layer = 2 * (4 * shape.d**2 + 3 * shape.d * shape.ff) + 2 * 2 * (shape.seq / 2) * shape.d
     unembed = 2 * shape.d * shape.vocab
-    n = int(name.split(":")[1]) if name.startswith("mtp:") else 1
+    n = int(name.split(":")[1]) if name.startswith(("mtp:", "mtp-seq:")) else 1
     unembeddings = sum(max(shape.seq - (k - 1), 0) / shape.seq for k in range(1, n + 1))
-    return shape.layers * layer + unembeddings * unembed
+    projections = (n - 1) * 2 * (2 * shape.d * shape.d) if name.startswith("mtp-seq:") else 0
+    return shape.layers * layer + unembeddings * unembed + projections
 
 
 def _describe(key: str, shape: Shape) -> str:
@@ -237,12 +240,16 @@ backward calls). The per-head backward keeps one head's logits at a time (memory
 lowers the peak: each head layer's activations are freed after that head's backward, where
 `ntp` keeps all layers' activations for one backward. `myopic` runs one fused attention call
 against detached keys and values; `myopic:hidden` pays for recomputing keys and values from
-detached hidden states."""
+detached hidden states. `mtp-seq:4` (DeepSeek-V3's sequential modules, parameter-matched: its 3
+depth blocks are the model's last 3 layers) does the FLOPs of `mtp:4` plus three 2d → d
+projections; its depths run in sequence, each on the previous depth's output, so every depth
+block's activations stay alive until the reverse pass (only its logits are freed at once), as
+`ntp` keeps all its layers': its memory saving over `ntp` is the logits', not the layers'."""
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--objectives", default="ntp,myopic,mtp:4,myopic:hidden")
+    p.add_argument("--objectives", default="ntp,myopic,mtp:4,mtp-seq:4,myopic:hidden")
     p.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, from {', '.join(SHAPES)}")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, default=1, help="steps per objective per round")

@@ -105,6 +105,12 @@ def test_path_star_train_and_test_sets_are_fixed_and_disjoint():
     assert not np.array_equal(other._test, t1._test)
 
 
+def test_path_star_paper_preset():
+    c = task_config("path-star-paper")
+    assert (c.degree, c.path_len, c.n_nodes, c.n_train, c.n_test) == (2, 5, 50, 200_000, 20_000)
+    assert get_task("path-star-paper", n_train=10, n_test=5).seq_len == 2 * 2 * 4 + 4 + 5 - 1
+
+
 def test_path_star_variants():
     task = get_task("path-star", n_train=100, n_test=10)
     plain = task.train_batch(0, 4, 0)
@@ -122,7 +128,8 @@ def test_path_star_variants():
 
 
 class _Oracle(torch.nn.Module):
-    """Solves path-star graphs from the prompt (greedy decoding sees the right next token)."""
+    """Solves path-star graphs from the prompt: at every path position the right next token (so
+    greedy decoding and teacher forcing see it), or with the node after the source wrong."""
 
     def __init__(self, task, wrong_first: bool = False):
         super().__init__()
@@ -136,29 +143,56 @@ class _Oracle(torch.nn.Module):
             seq = input_ids[r].tolist()
             edges, _, source, goal, _, _ = _decode_graph(seq[:P] + [0] * c.path_len, c.degree, c.path_len)
             path = _solve(edges, source, goal)
-            if self.task.data_variant == "reverse":
-                path = path[::-1]
             if self.wrong_first:
                 path[1] = (path[1] + 1) % c.n_nodes  # any other label
-            k = T - P  # tokens of the path already written
-            logits[r, -1, path[k]] = 1.0
+            if self.task.data_variant == "reverse":
+                path = path[::-1]
+            for t in range(P - 1, T):  # position t predicts path token t - P + 1
+                logits[r, t, path[t - P + 1]] = 1.0
         return type("Out", (), {"logits": logits})()
 
 
-@pytest.mark.parametrize("variant", [None, "reverse"])
-def test_path_star_greedy_accuracy_of_an_oracle(variant):
+@pytest.mark.parametrize("variant", [None, "reverse", "teacherless"])
+def test_path_star_accuracies_of_an_oracle(variant):
     task = get_task("path-star", n_train=50, n_test=40)
     task.set_data_variant(variant)
-    assert task.evaluate(_Oracle(task)) == {"accuracy": 1.0, "first_step_accuracy": 1.0}
-    m = task.evaluate(_Oracle(task, wrong_first=True))
+    l = task.config.path_len
+    per_position = {f"{k}_accuracy_{i}": 1.0 for k in ("generated", "teacher_forced") for i in range(l)}
+    assert task.evaluate(_Oracle(task)) == {"accuracy": 1.0, "first_step_accuracy": 1.0, **per_position}
+    m = task.evaluate(_Oracle(task, wrong_first=True))  # the node after the source, in either order
     assert m["accuracy"] == 0.0 and m["first_step_accuracy"] == 0.0
+    assert m["generated_accuracy_1"] == m["teacher_forced_accuracy_1"] == 0.0
+    assert all(m[f"teacher_forced_accuracy_{i}"] == 1.0 for i in range(l) if i != 1)
+
+
+def test_path_star_batched_greedy_equals_a_per_example_loop():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    task = get_task("path-star", degree=3, path_len=4, n_nodes=15, n_train=50, n_test=24)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=task.vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    model = LlamaForCausalLM(config).double().eval()  # float64: no near-ties to flip
+    with torch.no_grad():  # large weights: sharp, input-dependent predictions, not one path everywhere
+        for weight in (p for p in model.parameters() if p.dim() == 2):
+            weight.mul_(30)
+    got = task.predictions(model)["generated"]
+    P, l = task.n_prefix, task.config.path_len
+    for r, row in enumerate(task._test):
+        ids = torch.from_numpy(row[:P])[None]  # (1, P)
+        for _ in range(l):
+            with torch.no_grad():
+                nxt = model(input_ids=ids).logits[0, -1].argmax()
+            ids = torch.cat([ids, nxt.view(1, 1)], dim=1)  # (1, P + k)
+        assert ids[0, P:].tolist() == got[r].tolist(), r
+    assert len({tuple(r.tolist()) for r in got}) > 12
 
 
 # --- addition ---------------------------------------------------------------------------
 @pytest.mark.parametrize("reverse", [False, True])
 def test_addition_sequences_are_sums(reverse):
     n = 3
-    task = get_task("addition", n_digits=n, reverse=reverse)
+    task = get_task("addition", n_digits=n, format="reversed" if reverse else "plain")
     b = task.train_batch(0, 32, 0)
     for r in range(32):
         text = task.tokenizer.decode(b.inputs["input_ids"][r].tolist() + [b.targets[r, -1].item()])

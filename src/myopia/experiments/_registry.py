@@ -10,6 +10,7 @@ from .future_lens import FutureLens
 from .gradient_horizon import GradientHorizon
 from .head_roles import HeadRoles
 from .mode_collapse import ModeCollapse
+from .multi_token import MultiTokenExperiment
 from .myopia_gap import MyopiaGap
 from .sequence_likelihood import SequenceLikelihood
 
@@ -21,6 +22,7 @@ EXPERIMENTS: dict[str, type[Experiment]] = {
     "forced-choice": ForcedChoice,
     "mode-collapse": ModeCollapse,
     "head-roles": HeadRoles,
+    "multi-token": MultiTokenExperiment,
 }
 
 for _name, _cls in EXPERIMENTS.items():

@@ -11,8 +11,10 @@ from .._errors import UserError
 
 @click.command()
 @click.option("--task", "task", default=None,
-              help="precache, precache-paper, path-star, addition, shakespeare, text:PATH")
-@click.option("--objective", default=None, help="ntp, myopic, myopic:hidden, mtp:N, bigram, teacherless, reverse")
+              help="precache, precache-paper, path-star, path-star-paper, addition, shakespeare, "
+              "shakespeare-names, text:PATH")
+@click.option("--objective", default=None,
+              help="ntp, myopic, myopic:hidden, mtp:N, mtp-seq:N, bigram, teacherless, reverse")
 @click.option("--model", "model", default=None,
               help="a preset (llama-tiny ... gpt2-25m), hf:NAME, gguf:PATH or a bundled name")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",

@@ -9,10 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .._errors import UserError
 from .._toml import parse_value, to_toml
-from ..tasks import AdditionConfig, PathStarConfig, PrecacheConfig, ShakespeareConfig, TextConfig, task_config
+from ..tasks import (
+    AdditionConfig,
+    PathStarConfig,
+    PrecacheConfig,
+    ShakespeareConfig,
+    ShakespeareNamesConfig,
+    TextConfig,
+    task_config,
+)
 
 AnyTaskConfig = Annotated[
-    Union[PrecacheConfig, PathStarConfig, AdditionConfig, ShakespeareConfig, TextConfig],
+    Union[PrecacheConfig, PathStarConfig, AdditionConfig, ShakespeareConfig, ShakespeareNamesConfig, TextConfig],
     Field(discriminator="name"),
 ]
 
@@ -43,8 +51,15 @@ class TrainConfig(BaseModel):
     model: ModelSpec = Field(default_factory=ModelSpec)
     mtp_from_trunk: bool | None = Field(
         None,
-        description="mtp:n: take the n-1 extra head layers out of the model's layers (parameter-matched "
-        "to ntp) instead of adding them; default: on for presets, off for pretrained models",
+        description="mtp:n, mtp-seq:n: take the n-1 extra head (depth) layers out of the model's layers "
+        "(parameter-matched to ntp; mtp-seq adds only its projections) instead of adding them; "
+        "default: on for presets, off for pretrained models",
+    )
+    mtp_weight: float | None = Field(
+        None,
+        ge=0,
+        description="mtp:n, mtp-seq:n: weight of each extra head's (depth's) loss; default 1, the plain sum "
+        "(DeepSeek-V3: lambda/(n-1), lambda 0.3 then 0.1)",
     )
     out: str | None = Field(None, description="output folder; default runs/train-TASK-OBJECTIVE-sSEED")
     seed: int = Field(0, ge=0)
@@ -108,14 +123,24 @@ class TrainConfig(BaseModel):
 
 
 def _mtp_from_trunk(cfg: TrainConfig) -> bool | None:
-    """``mtp_from_trunk`` resolved: None without mtp:n; a preset's default on, checked against its layers."""
-    from ..objectives import MultiToken, get_objective
+    """``mtp_from_trunk`` resolved: None without mtp:n / mtp-seq:n; a preset's default on, checked
+    against its layers. Also refuses ``mtp_weight`` for other objectives and mtp-seq:n on a task
+    without tokens."""
+    from ..objectives import MultiToken, SequentialMultiToken, get_objective
     from ..objectives._mtp import trunk_layers
+    from ..tasks import TASKS
     from ._models import SHAPES, is_preset
 
     objective = get_objective(cfg.objective)
-    if not isinstance(objective, MultiToken):
+    if not isinstance(objective, (MultiToken, SequentialMultiToken)):
+        if cfg.mtp_weight is not None:
+            raise UserError(f"mtp_weight applies to mtp:N and mtp-seq:N only; the objective is {cfg.objective}")
         return None
+    if isinstance(objective, SequentialMultiToken) and TASKS[cfg.task.name][0].kind != "tokens":
+        raise UserError(
+            f"{objective.name} embeds the tokens ahead; task {cfg.task.name!r} has real-valued inputs "
+            "(use path-star, addition or a text task)"
+        )
     preset = is_preset(cfg.model.name)
     if cfg.mtp_from_trunk and not preset:
         raise UserError(
@@ -123,7 +148,8 @@ def _mtp_from_trunk(cfg: TrainConfig) -> bool | None:
         )
     if cfg.mtp_from_trunk is False or not preset:
         return False
-    trunk_layers(cfg.model.n_layer or SHAPES[cfg.model.name.partition("-")[2]].n_layer, objective.n_heads)
+    n_layer = cfg.model.n_layer or SHAPES[cfg.model.name.partition("-")[2]].n_layer
+    trunk_layers(n_layer, objective.n_heads, objective.name)
     return True
 
 
@@ -176,7 +202,10 @@ def set_path(config: TrainConfig, path: str, value: Any) -> TrainConfig:
     return validate(data)
 
 
-_TASK_TAGS = {"precache", "precache-paper", "path-star", "addition", "shakespeare", "text"}
+_TASK_TAGS = {
+    "precache", "precache-paper", "path-star", "path-star-paper", "addition", "shakespeare", "shakespeare-names",
+    "text",
+}  # fmt: skip
 
 
 def validate(data: dict) -> TrainConfig:

@@ -41,7 +41,7 @@ class TrainResult:
     loss: float  # mean training loss of the last step
     eval_loss: float | None
     metrics: dict[str, float] = field(default_factory=dict)  # task metrics at the end (e.g. accuracy)
-    n_params: int = 0  # non-embedding parameters (mtp:n's extra heads included)
+    n_params: int = 0  # non-embedding parameters (mtp:n's extra heads, mtp-seq:n's depth modules included)
     tokens_per_s: float = 0.0  # mean over the run (positions per second)
     wall_s: float = 0.0
     resumed_from: int | None = None
@@ -256,8 +256,10 @@ def _start(cfg: TrainConfig) -> Run:
         )
     task = task_from_config(cfg.task)
     objective = get_objective(cfg.objective)
-    if cfg.mtp_from_trunk:  # mtp:n on a preset: the heads' layers come out of the model (parameter-matched)
+    if cfg.mtp_from_trunk:  # mtp:n / mtp-seq:n on a preset: the heads' layers come out of the model (parameter-matched)
         objective.from_trunk = True
+    if cfg.mtp_weight is not None:
+        objective.weight = cfg.mtp_weight
     task.set_data_variant(objective.data_variant)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,7 +311,7 @@ _NOT_METRICS = ("step", "loss", "eval_loss", "lr", "grad_norm", "tokens_per_s", 
 
 
 def _extra_parameters(module: torch.nn.Module, model: torch.nn.Module) -> int:
-    """Parameters the objective adds beside the HF model (mtp:n's extra heads)."""
+    """Parameters the objective adds beside the HF model (mtp:n's extra heads, mtp-seq:n's depth modules)."""
     inside = {id(p) for p in model.parameters()}
     return sum(p.numel() for p in module.parameters() if id(p) not in inside)
 

@@ -4,7 +4,7 @@ The trunk is the model's decoder layers but the last. Head 1 is the model's own 
 its last decoder layer, final norm and unembedding. Heads 2..n are one decoder layer each, of the
 model's own class, applied in parallel to the same trunk output (the last layer's input), then
 the shared final norm and unembedding; head k predicts the token k steps ahead. The loss is the
-sum of the heads' masked-mean losses.
+sum of the heads' masked-mean losses (heads 2..n times ``weight``, default 1).
 
 Parameter matching (``from_trunk=True``, the lab's default for presets): the n − 1 extra heads are
 the model's own last n − 1 decoder layers, taken out of it, so the model keeps L − (n − 1) layers
@@ -18,7 +18,8 @@ computes logits only at the T − (k − 1) positions that have a token k ahead;
 embeddings and masks the last layer received are reused by every head, not recomputed.
 
 Checkpoints: the Hugging Face model is saved as usual (``from_pretrained`` gives the next-token
-model); the extra heads go beside it in ``mtp_heads.safetensors``.
+model); the extra heads go beside it in ``mtp_heads.safetensors``. ``weight`` (the lab's
+``mtp_weight``) scales the extra heads' losses; the metrics report them unscaled.
 """
 
 from __future__ import annotations
@@ -43,16 +44,38 @@ if TYPE_CHECKING:  # pragma: no cover
 HEADS_FILE = "mtp_heads.safetensors"
 
 
+def save_module(module: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``module``'s state to the safetensors file ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: t.detach().contiguous().cpu() for name, t in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def load_module(module: torch.nn.Module, path: Path, objective: str, what: str) -> None:
+    """Load what :func:`save_module` wrote into ``module`` (strictly); ``objective`` and ``what``
+    (e.g. "extra heads") name it in errors."""
+    if not path.is_file():
+        raise UserError(f"{path} not found: a checkpoint trained with {objective} keeps its {what} there")
+    state = load_file(path, device=str(next(module.parameters()).device))
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise UserError(f"{path} does not hold the {what} of {objective}: {str(err).splitlines()[0]}") from None
+
+
 def _first(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
-def trunk_layers(n_layers: int, n_heads: int) -> int:
-    """Decoder layers the model keeps when ``mtp:n_heads`` takes its extra heads from its ``n_layers``."""
+def trunk_layers(n_layers: int, n_heads: int, name: str | None = None) -> int:
+    """Decoder layers the model keeps when the objective ``name`` (default ``mtp:n_heads``)
+    takes n_heads − 1 layers for its heads (or depth modules) from its ``n_layers``."""
     left = n_layers - (n_heads - 1)
     if left < 1:
         raise UserError(
-            f"mtp:{n_heads} takes {n_heads - 1} head layers from the model's {n_layers} layers and leaves none; "
+            f"{name or f'mtp:{n_heads}'} takes {n_heads - 1} head layers from the model's {n_layers} layers "
+            "and leaves none; "
             f"use model.n_layer >= {n_heads}, or mtp_from_trunk=false to add the heads instead"
         )
     return left
@@ -136,11 +159,13 @@ class MultiToken(Objective):
     """``mtp:n``: the next-token head plus n − 1 heads for tokens 2..n ahead.
 
     ``from_trunk``: :meth:`prepare` takes the extra heads' layers out of the model (parameter
-    matching) instead of adding them; the lab sets it for preset models."""
+    matching) instead of adding them; the lab sets it for preset models. ``weight``: the factor
+    on each extra head's loss (1: the plain sum of Gloeckle et al.)."""
 
-    def __init__(self, n_heads: int, from_trunk: bool = False):
+    def __init__(self, n_heads: int, from_trunk: bool = False, weight: float = 1.0):
         self.n_heads = n_heads
         self.from_trunk = from_trunk
+        self.weight = weight
         self.name = f"mtp:{n_heads}"
         self.attn_implementation = None
         self.data_variant = None
@@ -165,7 +190,7 @@ class MultiToken(Objective):
         del logits, loss  # head 1's logits are freed before head 2 runs
         for k in range(2, module.n_heads + 1):
             loss = _head_loss(module, k, leaf, record["call"], batch, loss_fn)
-            (loss * loss_scale).backward()
+            (loss * (loss_scale * self.weight)).backward()
             losses[f"loss_head{k}"] = loss.detach()
         if record["trunk"].requires_grad:
             record["trunk"].backward(leaf.grad)  # one backward through the trunk
@@ -177,25 +202,14 @@ class MultiToken(Objective):
             logits = module(**batch.inputs).logits  # (B, T, V)
         total = masked_mean(loss_fn(logits, batch.targets), batch.loss_mask)
         for k in range(2, module.n_heads + 1):
-            total = total + _head_loss(module, k, record["trunk"], record["call"], batch, loss_fn)
+            total = total + self.weight * _head_loss(module, k, record["trunk"], record["call"], batch, loss_fn)
         return total
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_extra(self, module: MultiTokenModel, out_dir: str | Path) -> None:
         """Write the extra heads to ``out_dir/mtp_heads.safetensors`` (atomically)."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        state = {name: t.detach().contiguous().cpu() for name, t in module.heads.state_dict().items()}
-        with atomic_path(out_dir / HEADS_FILE) as tmp:
-            save_file(state, str(tmp), metadata={"objective": self.name, "n_heads": str(self.n_heads)})
+        save_module(module.heads, Path(out_dir) / HEADS_FILE, {"objective": self.name, "n_heads": str(self.n_heads)})
 
     def load_extra(self, module: MultiTokenModel, out_dir: str | Path) -> None:
         """Load the heads :meth:`save_extra` wrote into ``module``."""
-        path = Path(out_dir) / HEADS_FILE
-        if not path.is_file():
-            raise UserError(f"{path} not found: a checkpoint trained with {self.name} keeps its extra heads there")
-        state = load_file(path, device=str(next(module.parameters()).device))
-        try:
-            module.heads.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise UserError(f"{path} does not hold the heads of {self.name}: {str(err).splitlines()[0]}") from None
+        load_module(module.heads, Path(out_dir) / HEADS_FILE, self.name, "extra heads")

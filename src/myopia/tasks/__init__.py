@@ -2,11 +2,14 @@
 reproducibly from a seed.
 
 ``get_task(name, **config)``: ``precache`` (CPU scale) / ``precache-paper`` (Wu et al.'s
-values), ``path-star``, ``addition``, ``shakespeare``, ``text:PATH``.
+values), ``path-star`` / ``path-star-paper`` (Bachmann & Nagarajan's G(2,5), N=50), ``addition``,
+``shakespeare``, ``shakespeare-names`` (random two-token speaker names, the name-induction
+metric), ``text:PATH``.
 """
 
 from ._addition import AdditionConfig, AdditionTask
 from ._base import Batch, Task, TaskConfig, greedy_complete
+from ._names import ShakespeareNamesConfig, ShakespeareNamesTask
 from ._pathstar import PathStarConfig, PathStarTask
 from ._precache import PrecacheConfig, PrecacheTask
 from ._registry import TASKS, get_task, task_config, task_from_config, task_names
@@ -21,6 +24,8 @@ __all__ = [
     "PrecacheConfig",
     "PrecacheTask",
     "ShakespeareConfig",
+    "ShakespeareNamesConfig",
+    "ShakespeareNamesTask",
     "TASKS",
     "Task",
     "TaskConfig",

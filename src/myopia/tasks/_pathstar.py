@@ -34,7 +34,7 @@ from ._base import (
 
 
 class PathStarConfig(TaskConfig):
-    name: Literal["path-star"] = "path-star"
+    name: Literal["path-star", "path-star-paper"] = "path-star"
     degree: int = Field(2, ge=2, description="d: number of arms")
     path_len: int = Field(4, ge=2, description="l: nodes on a source-to-leaf path, source included")
     n_nodes: int = Field(20, ge=3, description="N: node labels are drawn from 0..N-1")
@@ -49,6 +49,10 @@ class PathStarConfig(TaskConfig):
             graph = f"G({self.degree},{self.path_len})"
             raise ValueError(f"n_nodes={self.n_nodes} is less than the {need} nodes of {graph}")
         return self
+
+
+# the paper's setting (Bachmann & Nagarajan 2024): G(2,5), labels from 0..49, 200k / 20k graphs; a GPU run
+PAPER = dict(name="path-star-paper", degree=2, path_len=5, n_nodes=50, n_train=200_000, n_test=20_000)
 
 
 def _make_graphs(c: PathStarConfig, n: int, g: np.random.Generator) -> np.ndarray:
@@ -141,21 +145,39 @@ class PathStarTask(Task):
         return [self._to_batch(self._test[i : i + batch_size]) for i in range(0, n, batch_size)]
 
     @torch.no_grad()
-    def evaluate(self, model) -> dict[str, float]:
-        """Whole-path greedy accuracy on the test graphs (teacherless: one forward with '$' inputs)."""
+    def predictions(self, model) -> dict[str, torch.Tensor]:
+        """On the test graphs, each (n, l) in source-to-goal order whatever the variant: ``truth``,
+        ``generated`` (greedy decoding from the prompt; teacherless: its one forward with '$'
+        inputs) and ``teacher_forced`` (the argmax at each path position given the true path)."""
         self.prepare()
         P, l = self.n_prefix, self.config.path_len
         device = next(model.parameters()).device
         test = self._to_batch(self._test)
         truth = test.targets[:, P - 1 :]  # (n, l) in the variant's order
+        logits = model(input_ids=test.inputs["input_ids"].to(device)).logits  # (n, T, V)
+        forced = logits[:, P - 1 :].argmax(-1).cpu()  # (n, l)
         if self.data_variant == "teacherless":
-            logits = model(input_ids=test.inputs["input_ids"].to(device)).logits  # (n, T, V)
-            pred = logits[:, P - 1 :].argmax(-1).cpu()
+            generated = forced
         else:
             prefix = torch.from_numpy(self._test[:, :P])  # (n, P) ends with '='
-            pred = greedy_complete(model, prefix.to(device), l).cpu()  # (n, l)
-        correct = (pred == truth).all(dim=1).float()
-        return {  # token 0 (source, or goal in reverse) is given in the prompt; token 1 is the first choice
-            "accuracy": correct.mean().item(),
-            "first_step_accuracy": (pred[:, 1] == truth[:, 1]).float().mean().item(),
+            generated = greedy_complete(model, prefix.to(device), l).cpu()  # (n, l)
+        if self.data_variant == "reverse":  # back to source-to-goal order
+            truth, forced, generated = truth.flip(1), forced.flip(1), generated.flip(1)
+        return {"truth": truth, "generated": generated, "teacher_forced": forced}
+
+    @torch.no_grad()
+    def evaluate(self, model) -> dict[str, float]:
+        """Whole-path greedy accuracy on the test graphs; the first hard step's (the node after the
+        source: position 1 of the path, whatever order it is written in); and the accuracy at each
+        path position i (0 = source) under generation and under teacher forcing. Teacher-forced
+        accuracy near 1 at i >= 2 with the first step near 1/d is the Clever-Hans cheat."""
+        p = self.predictions(model)
+        truth = p["truth"]
+        out = {
+            "accuracy": (p["generated"] == truth).all(dim=1).float().mean().item(),
+            "first_step_accuracy": (p["generated"][:, 1] == truth[:, 1]).float().mean().item(),
         }
+        for kind in ("generated", "teacher_forced"):
+            right = (p[kind] == truth).float().mean(dim=0)  # (l,)
+            out.update({f"{kind}_accuracy_{i}": v for i, v in enumerate(right.tolist())})
+        return out

@@ -9,6 +9,8 @@ from pydantic import ValidationError
 from .._errors import UserError
 from ._addition import AdditionConfig, AdditionTask
 from ._base import Task, TaskConfig
+from ._names import ShakespeareNamesConfig, ShakespeareNamesTask
+from ._pathstar import PAPER as PATH_STAR_PAPER
 from ._pathstar import PathStarConfig, PathStarTask
 from ._precache import PAPER, PrecacheConfig, PrecacheTask
 from ._text import ShakespeareConfig, TextConfig, TextTask
@@ -18,8 +20,10 @@ TASKS: dict[str, tuple[type[Task], type[TaskConfig], dict[str, Any]]] = {
     "precache": (PrecacheTask, PrecacheConfig, {}),
     "precache-paper": (PrecacheTask, PrecacheConfig, PAPER),
     "path-star": (PathStarTask, PathStarConfig, {}),
+    "path-star-paper": (PathStarTask, PathStarConfig, PATH_STAR_PAPER),
     "addition": (AdditionTask, AdditionConfig, {}),
     "shakespeare": (TextTask, ShakespeareConfig, {}),
+    "shakespeare-names": (ShakespeareNamesTask, ShakespeareNamesConfig, {}),
     "text": (TextTask, TextConfig, {}),
 }
 
@@ -43,6 +47,11 @@ def task_config(name: str, **config: Any) -> TaskConfig:
     _, cfg_cls, defaults = TASKS[base]
     fields = {**defaults, **implied, **{k: v for k, v in config.items() if k != "name"}}
     unknown = sorted(set(fields) - set(cfg_cls.model_fields))
+    if "pauses" in unknown:
+        raise UserError(
+            f"task {name!r} takes no pause tokens (pauses): they go between a question and its answer, "
+            "which only 'addition' has"
+        )
     if unknown:
         accepted = ", ".join(f for f in cfg_cls.model_fields if f != "name")
         raise UserError(f"task {name!r} has no field {unknown[0]!r}; accepted: {accepted}")
@@ -55,8 +64,9 @@ def task_config(name: str, **config: Any) -> TaskConfig:
 
 
 def get_task(name: str, **config: Any) -> Task:
-    """A task by name (``precache``, ``precache-paper``, ``path-star``, ``addition``,
-    ``shakespeare``, ``text:PATH``) with typed config fields; unknown names or fields -> UserError."""
+    """A task by name (``precache``, ``precache-paper``, ``path-star``, ``path-star-paper``, ``addition``,
+    ``shakespeare``, ``shakespeare-names``, ``text:PATH``) with typed config fields; unknown names or
+    fields -> UserError."""
     return task_from_config(task_config(name, **config))
 
 

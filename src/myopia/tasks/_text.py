@@ -107,16 +107,27 @@ def train_bpe(docs: list[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, unk_token=EOS, pad_token=EOS)
 
 
-def _encode(tokenizer, docs: list[str]) -> np.ndarray:
-    """Documents -> one stream of token ids, documents separated by EOS."""
+def encode_lines(tokenizer, docs: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Documents -> one stream of token ids (each line tokenized on its own, documents separated
+    by EOS), and per document the stream offset of each of its lines (``splitlines`` order)."""
     eos = tokenizer.eos_token_id
-    parts = []
+    parts, offsets, at = [], [], 0
     for d in docs:
         lines = d.splitlines(keepends=True)
-        for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]:
+        starts = []
+        for ids in tokenizer(lines, add_special_tokens=False)["input_ids"] if lines else []:
+            starts.append(at)
             parts.append(np.asarray(ids, dtype=np.int64))
+            at += len(ids)
         parts.append(np.asarray([eos], dtype=np.int64))
-    return np.concatenate(parts)
+        at += 1
+        offsets.append(np.asarray(starts, dtype=np.int64))
+    return np.concatenate(parts), offsets
+
+
+def _encode(tokenizer, docs: list[str]) -> np.ndarray:
+    """Documents -> one stream of token ids, documents separated by EOS."""
+    return encode_lines(tokenizer, docs)[0]
 
 
 class TextTask(Task):
@@ -222,14 +233,16 @@ class TextTask(Task):
         return [self._windows(self._val, starts[i : i + batch_size]) for i in range(0, len(starts), batch_size)]
 
 
-def _save_cache(folder: Path, tokenizer, train: np.ndarray, val: np.ndarray) -> None:
-    """Write the cache atomically: a temp folder beside it, then one rename."""
+def _save_cache(folder: Path, tokenizer, train: np.ndarray, val: np.ndarray, **extra: np.ndarray) -> None:
+    """Write the cache atomically: a temp folder beside it, then one rename. ``extra`` arrays go
+    beside the streams as NAME.npy."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "tokenizer")
-    np.save(tmp / "train.npy", train.astype(np.int32 if train.max() < 2**31 else np.int64))
-    np.save(tmp / "val.npy", val.astype(np.int32 if val.max() < 2**31 else np.int64))
+    for name, array in {"train": train, "val": val, **extra}.items():
+        wide = array.size and (array.max() >= 2**31 or array.min() < -(2**31))
+        np.save(tmp / f"{name}.npy", array.astype(np.int64 if wide else np.int32))
     publish_tree(tmp)
     try:
         os.rename(tmp, folder)

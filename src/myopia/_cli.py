@@ -48,9 +48,10 @@ def main() -> None:
 def _register() -> None:
     from .lab._cli import train
     from .models._cli import models, score
+    from .models._generate_cli import generate
     from .runs._cli import report, run
 
-    for cmd in (models, score, run, report, train):
+    for cmd in (models, score, generate, run, report, train):
         main.add_command(cmd)
 
 

@@ -159,6 +159,18 @@ class LanguageModel:
                 "(hf:, gguf:, lab: or a bundled name)"
             )
 
+    def sample_with_drafts(self, context: Context, n: int, params: SamplingParams, draft: int) -> list[Sample]:
+        """Like :meth:`sample`, decoded with drafts: a ``lab:`` model trained with ``mtp:N`` or
+        ``mtp-seq:N`` drafts ``draft`` tokens with its extra heads and one forward pass verifies
+        them (self-speculative decoding). Greedy (temperature 0) gives the tokens of :meth:`sample`;
+        sampling draws from the same distribution; only the number of forward passes changes.
+        A model without such heads, or a black-box backend, is refused with one line."""
+        if not self.capabilities.white_box:
+            raise UserError(f"decoding with drafts needs a lab: model with multi-token heads; {self.name} is a black-box server")
+        from ._speculative import sample_with_drafts
+
+        return sample_with_drafts(self, context, n, params, draft)
+
     def close(self) -> None:
         """Release resources (server connections, memory)."""
 

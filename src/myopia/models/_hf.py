@@ -71,6 +71,7 @@ class HFModel(WhiteBoxModel):
     """
 
     capabilities = Capabilities(score=True, next_token=True, sample=True, white_box=True)
+    lab_dir: str | None = None  # a lab: model's checkpoint folder (its multi-token heads live there)
 
     def __init__(self, model, tokenizer, name: str = "hf", batch_size: int | None = None):
         self.model = model.eval()
@@ -418,6 +419,14 @@ def _draw(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> torc
     """One token per row from (n, V) logits under temperature / top-k / top-p."""
     if p.temperature == 0:
         return logits.argmax(dim=-1)
+    # inverse-CDF draw: one uniform per row (torch.multinomial is slow on a 262k vocabulary)
+    cdf = sampling_probs(logits, p).cumsum(dim=-1)  # (n, V)
+    u = torch.rand(logits.shape[0], 1, generator=gen, dtype=torch.float64) * cdf[:, -1:]  # (n, 1)
+    return torch.searchsorted(cdf, u)[:, 0].clamp_(max=logits.shape[-1] - 1)
+
+
+def sampling_probs(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+    """The distribution (n, V) in float64 that :func:`_draw` samples from (temperature > 0)."""
     logits = logits / p.temperature
     if p.top_k is not None and p.top_k < logits.shape[-1]:
         kth = torch.topk(logits, p.top_k, dim=-1).values[:, -1:]  # (n, 1)
@@ -429,10 +438,7 @@ def _draw(logits: torch.Tensor, p: SamplingParams, gen: torch.Generator) -> torc
         drop = (probs.cumsum(dim=-1) - probs) >= p.top_p
         sorted_logits = sorted_logits.masked_fill(drop, -math.inf)
         logits = torch.full_like(logits, -math.inf).scatter(1, order, sorted_logits)
-    # inverse-CDF draw: one uniform per row (torch.multinomial is slow on a 262k vocabulary)
-    cdf = torch.softmax(logits.double(), dim=-1).cumsum(dim=-1)  # (n, V)
-    u = torch.rand(logits.shape[0], 1, generator=gen, dtype=torch.float64) * cdf[:, -1:]  # (n, 1)
-    return torch.searchsorted(cdf, u)[:, 0].clamp_(max=logits.shape[-1] - 1)
+    return torch.softmax(logits.double(), dim=-1)  # (n, V)
 
 
 def _select_cache(cache, rows: list[int]):

@@ -164,7 +164,10 @@ def load_model(spec: str, device: str | None = None, dtype: str | None = None, *
     from ._hf import HFModel
 
     model, tokenizer = load_hf_model(spec, device=device, dtype=dtype)  # validates the spec
-    return HFModel(model, tokenizer, name=spec, **kw)
+    lm = HFModel(model, tokenizer, name=spec, **kw)
+    if parse_spec(spec)[0] == "lab":  # where decoding with drafts finds the multi-token heads
+        lm.lab_dir = os.path.expanduser(parse_spec(spec)[1])
+    return lm
 
 
 def quiet_transformers() -> None:

@@ -36,7 +36,8 @@ def build_model(family: str, n_layer: int, vocab: int, std: float, seed: int):
     return GPT2LMHeadModel(config)
 
 
-def lab_dir(root: Path, objective: str, family: str = "llama", n_layer: int = 4, std: float = 0.5, seed: int = 0) -> Path:
+def lab_dir(root: Path, objective: str, family: str = "llama", n_layer: int = 4, std: float = 0.5,
+            seed: int = 0) -> Path:
     """A lab checkpoint trained (in name only) with ``objective``, parameter-matched as the lab
     trains presets: the heads (depth blocks) are the model's own last layers."""
     folder = root / f"{family}-{objective.replace(':', '')}-L{n_layer}-std{std}-s{seed}"

@@ -70,15 +70,16 @@ def generate(model: str, context: str, max_tokens: int, temperature: float, top_
     else:
         rows = [{"text": s.text, "token_ids": s.token_ids} for s in lm.sample(prompt, n, params)]
     if as_json:
-        click.echo(json.dumps({"model": model, "context": lm.render(prompt), "draft": draft, "samples": rows}, indent=2))
+        out = {"model": model, "context": lm.render(prompt), "draft": draft, "samples": rows}
+        click.echo(json.dumps(out, indent=2))
         return
     for row in rows:
         click.echo(row["text"])
         if "stats" in row:
             s = row["stats"]
             heads = ", ".join(f"{a}/{r}" for a, r in zip(s["accepted"], s["reached"]))
-            click.echo(f"[{s['tokens']} tokens in {s['forwards']} forward passes: {s['tokens_per_forward']:.2f} per pass; "
-                       f"drafts accepted/checked by head: {heads}]", err=True)
+            click.echo(f"[{s['tokens']} tokens in {s['forwards']} forward passes: "
+                       f"{s['tokens_per_forward']:.2f} per pass; drafts accepted/checked by head: {heads}]", err=True)
 
 
 def _stats(stats) -> dict:

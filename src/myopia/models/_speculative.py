@@ -114,7 +114,10 @@ def check_draft(objective: str, n_heads: int, draft: int, name: str) -> None:
         raise UserError(f"draft must be a whole number of tokens >= 1, got {draft!r}")
     most = n_heads - 1
     if most < 1:
-        raise UserError(f"model {name} was trained with {objective}, which has no extra heads; drafting needs mtp:N or mtp-seq:N with N >= 2")
+        raise UserError(
+            f"model {name} was trained with {objective}, which has no extra heads; drafting needs mtp:N or "
+            "mtp-seq:N with N >= 2"
+        )
     if draft > most:
         raise UserError(
             f"draft={draft} is more than model {name} can draft: trained with {objective}, it has "
@@ -161,10 +164,15 @@ class Drafter:
         self.objective = f"{self.kind}:{self.n_heads}"
         family = getattr(self.model.config, "model_type", "?")
         if family not in _FAMILIES:
-            raise UserError(f"decoding with drafts supports lab models of the {' and '.join(_FAMILIES)} families; this model is {family}")
+            raise UserError(
+                f"decoding with drafts supports lab models of the {' and '.join(_FAMILIES)} families; "
+                f"this model is {family}"
+            )
         self.attn = self.model.config._attn_implementation
         if self.attn not in ("sdpa", "eager"):
-            raise UserError(f"decoding with drafts runs the heads with sdpa or eager attention; this model uses {self.attn!r}")
+            raise UserError(
+                f"decoding with drafts runs the heads with sdpa or eager attention; this model uses {self.attn!r}"
+            )
         self.rotary = getattr(self.model.base_model, "rotary_emb", None)  # Llama: rotary; GPT-2: positions in the input
 
     @property
@@ -197,7 +205,8 @@ class Drafter:
         old = state.history[0]
         state.history[0] = trunk if old is None else torch.cat([old, trunk], dim=1)  # (1, P, d)
 
-    def draft(self, state: DraftState, tokens: list[int], k: int, choose: Callable[[int, torch.Tensor], int]) -> list[int]:
+    def draft(self, state: DraftState, tokens: list[int], k: int,
+              choose: Callable[[int, torch.Tensor], int]) -> list[int]:
         """``k`` drafts after ``tokens`` (all accepted; the last one, the model's newest token, is
         not yet in the trunk history). ``choose(j, logits (V,))`` picks draft j (0-based) from its
         head's logits. Heads 1..k bring their caches up to date on the way."""
@@ -230,7 +239,8 @@ class Drafter:
             start, depth = state.done[i - 1], self.module.depths[i - 1]
             ids = torch.tensor([known[start + i : P + i]], device=previous.device)  # (1, P - start)
             hidden = depth.combine(previous[:, start:], embed(ids))  # (1, P - start, d)
-            out = self._run_layer(i - 1, hidden, self._layer_inputs(hidden, start), state.caches[i - 1])  # (1, P - start, d)
+            inputs = self._layer_inputs(hidden, start)
+            out = self._run_layer(i - 1, hidden, inputs, state.caches[i - 1])  # (1, P - start, d)
             keep = max(0, P - i + 1)  # positions whose token t + i is accepted (t + i <= P)
             if P > keep:
                 state.caches[i - 1].crop(-(P - keep))
@@ -248,7 +258,8 @@ class Drafter:
         start..start+q−1 after ``start`` cached ones: mask, positions, rotary embeddings."""
         q = hidden.shape[1]
         positions = torch.arange(start, start + q, device=hidden.device)[None]  # (1, q)
-        kwargs: dict[str, Any] = {"attention_mask": self._mask(q, start, hidden), "use_cache": True, "position_ids": positions}
+        kwargs: dict[str, Any] = {"attention_mask": self._mask(q, start, hidden), "use_cache": True,
+                                  "position_ids": positions}
         if self.rotary is not None:
             kwargs["position_embeddings"] = self.rotary(hidden, positions)
         return kwargs
@@ -296,10 +307,14 @@ def load_drafter(lm: HFModel) -> Drafter:
     folder = getattr(lm, "lab_dir", None)
     if folder is None:
         if not lm.capabilities.white_box:
-            raise UserError(f"decoding with drafts needs a lab: model with multi-token heads; {lm.name} is a black-box server")
-        raise UserError(f"decoding with drafts needs a lab: model trained with mtp:N or mtp-seq:N; {lm.name} is not a lab: model")
+            raise UserError(
+                f"decoding with drafts needs a lab: model with multi-token heads; {lm.name} is a black-box server"
+            )
+        raise UserError(
+            f"decoding with drafts needs a lab: model trained with mtp:N or mtp-seq:N; {lm.name} is not a lab: model"
+        )
     info = heads_info(folder, lm.name)
-    with torch.random.fork_rng(devices=[]):  # the modules' initialisation, overwritten below, draws nothing from the caller's RNG
+    with torch.random.fork_rng(devices=[]):  # their initialisation (overwritten below) leaves the caller's RNG alone
         if info.path.name == HEADS_FILE:
             module, objective = MultiTokenModel(lm.model, info.n_heads), MultiToken(info.n_heads)
         else:
@@ -476,7 +491,8 @@ def decode_with_drafts(lm: HFModel, ctx_ids: list[int], params: SamplingParams, 
 
 
 def generate_with_drafts(lm: HFModel, context: Context, params: SamplingParams, draft: int,
-                         gen: torch.Generator | None = None, drafter: Drafter | None = None) -> tuple[Sample, DraftStats]:
+                         gen: torch.Generator | None = None,
+                         drafter: Drafter | None = None) -> tuple[Sample, DraftStats]:
     """One continuation of ``context`` decoded with ``draft`` drafted tokens per forward, and what
     the drafting did. Same checks and output as :meth:`HFModel.sample` with ``n=1``."""
     drafter = drafter or load_drafter(lm)

@@ -182,28 +182,41 @@ class Drafter:
     @contextmanager
     def recording(self) -> Iterator[dict[str, torch.Tensor]]:
         """While active, every forward of the model stores its trunk state (B, T, d) under
-        ``"trunk"``: the input of the last decoder layer (``mtp``) or of the final norm (``mtp-seq``)."""
-        record: dict[str, torch.Tensor] = {}
+        ``"trunk"``: the input of the last decoder layer (``mtp``) or of the final norm (``mtp-seq``);
+        and under ``"rotary"`` the rotary embeddings its layers received (None for GPT-2), which
+        the heads reuse at the same positions."""
+        record: dict[str, Any] = {}
 
-        def keep(module, args):
+        def keep_call(module, args, kwargs):
+            record["rotary"] = kwargs.get("position_embeddings")
+            if self.kind == "mtp":
+                record["trunk"] = args[0]
+
+        def keep_norm_input(module, args):
             record["trunk"] = args[0]
 
-        where = decoder_layers(self.model)[-1] if self.kind == "mtp" else final_norm(self.model)
-        handle = where.register_forward_pre_hook(keep)
+        handles = [decoder_layers(self.model)[-1].register_forward_pre_hook(keep_call, with_kwargs=True)]
+        if self.kind == "mtp-seq":
+            handles.append(final_norm(self.model).register_forward_pre_hook(keep_norm_input))
         try:
             yield record
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
     def start(self, n_drafts: int) -> DraftState:
         """A fresh state for one sequence that drafts up to ``n_drafts`` tokens per step."""
         return DraftState(caches=[DynamicCache() for _ in range(n_drafts)], done=[0] * n_drafts,
                           history=[None] * (n_drafts + 1))
 
-    def commit_trunk(self, state: DraftState, trunk: torch.Tensor) -> None:
-        """Append the trunk states (1, m, d) of newly accepted positions."""
+    def commit_trunk(self, state: DraftState, trunk: torch.Tensor, rotary: tuple | None = None) -> None:
+        """Append the trunk states (1, m, d) of newly accepted positions (and the rotary embeddings
+        (cos, sin) the model computed for them, if any, kept for the heads at those positions)."""
         old = state.history[0]
+        first = 0 if old is None else old.shape[1]
         state.history[0] = trunk if old is None else torch.cat([old, trunk], dim=1)  # (1, P, d)
+        m = trunk.shape[1]
+        state.rotary = None if rotary is None else (first, rotary[0][:, :m], rotary[1][:, :m])  # (1, m, hd) each
 
     def draft(self, state: DraftState, tokens: list[int], k: int,
               choose: Callable[[int, torch.Tensor], int]) -> list[int]:
@@ -222,7 +235,7 @@ class Drafter:
         for i in range(k):
             start = state.done[i]  # the same for every head unless one sat out a step
             if start not in inputs:
-                inputs[start] = self._layer_inputs(trunk[:, start:], start)
+                inputs[start] = self._layer_inputs(trunk[:, start:], start, state)
             hidden = self._run_layer(i, trunk[:, start:], inputs[start], state.caches[i])  # (1, P - start, d)
             state.done[i] = P
             drafts.append(choose(i, self._logits(hidden[:, -1:])))
@@ -239,7 +252,7 @@ class Drafter:
             start, depth = state.done[i - 1], self.module.depths[i - 1]
             ids = torch.tensor([known[start + i : P + i]], device=previous.device)  # (1, P - start)
             hidden = depth.combine(previous[:, start:], embed(ids))  # (1, P - start, d)
-            inputs = self._layer_inputs(hidden, start)
+            inputs = self._layer_inputs(hidden, start, state)
             out = self._run_layer(i - 1, hidden, inputs, state.caches[i - 1])  # (1, P - start, d)
             keep = max(0, P - i + 1)  # positions whose token t + i is accepted (t + i <= P)
             if P > keep:
@@ -253,15 +266,21 @@ class Drafter:
         return drafts
 
     # -- one head layer over new positions, with its own cache ------------------------------------
-    def _layer_inputs(self, hidden: torch.Tensor, start: int) -> dict[str, Any]:
+    def _layer_inputs(self, hidden: torch.Tensor, start: int, state: DraftState) -> dict[str, Any]:
         """The keyword arguments of a decoder layer for ``hidden`` (1, q, d) at positions
-        start..start+q−1 after ``start`` cached ones: mask, positions, rotary embeddings."""
+        start..start+q−1 after ``start`` cached ones: mask, positions, rotary embeddings (those
+        of the model's last pass where it covered these positions)."""
         q = hidden.shape[1]
         positions = torch.arange(start, start + q, device=hidden.device)[None]  # (1, q)
         kwargs: dict[str, Any] = {"attention_mask": self._mask(q, start, hidden), "use_cache": True,
                                   "position_ids": positions}
         if self.rotary is not None:
-            kwargs["position_embeddings"] = self.rotary(hidden, positions)
+            first, cos, sin = state.rotary or (0, None, None)
+            if cos is not None and first <= start and start + q <= first + cos.shape[1]:
+                kwargs["position_embeddings"] = (cos[:, start - first : start - first + q],
+                                                 sin[:, start - first : start - first + q])  # (1, q, hd) each
+            else:
+                kwargs["position_embeddings"] = self.rotary(hidden, positions)
         return kwargs
 
     def _run_layer(self, i: int, hidden: torch.Tensor, inputs: dict[str, Any], cache) -> torch.Tensor:
@@ -294,6 +313,7 @@ class DraftState:
     caches: list
     done: list[int]
     history: list[torch.Tensor | None]
+    rotary: tuple | None = None  # (first position, cos, sin) of the newest accepted positions
 
 
 _DRAFTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -407,7 +427,7 @@ class _Decoder:
             out = model(input_ids=torch.tensor([ctx_ids], device=self.lm.device), use_cache=True, logits_to_keep=1)
         self.cache = out.past_key_values
         self.tokens = list(ctx_ids)
-        self.drafter.commit_trunk(self.state, rec["trunk"])
+        self.drafter.commit_trunk(self.state, rec["trunk"], rec["rotary"])
         self.stats.forwards += 1
         self._accept([self._target(out.logits[0, -1], 0)])
 
@@ -434,7 +454,7 @@ class _Decoder:
         new = self._verify(drafts, q_probs, logits, g)
         a = len(new) - 1  # drafts accepted
         self.cache.crop(-(k - a)) if k > a else None  # keep the fed tokens that were accepted
-        self.drafter.commit_trunk(self.state, rec["trunk"][:, : a + 1])
+        self.drafter.commit_trunk(self.state, rec["trunk"][:, : a + 1], rec["rotary"])
         self._accept(new)
 
     def _verify(self, drafts: list[int], q_probs: list[torch.Tensor], logits: torch.Tensor, g: int) -> list[int]:

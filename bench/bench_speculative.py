@@ -45,8 +45,12 @@ RECIPES = {  # task -> the TrainConfig fields (objective and out added per model
                  "eval_every": 500, "checkpoint_every": 500, **_COMMON},
     "shak": {"task": "shakespeare", "model": {"name": "llama-tiny", "n_layer": 6}, "batch_size": 8, "steps": 2000,
              "lr": 2e-3, "eval_every": 500, "checkpoint_every": 500, **_COMMON},
+    # a deeper trunk under the cheapest drafters: the heads' cost shrinks relative to the model's
+    "shak12": {"task": "shakespeare", "model": {"name": "llama-tiny", "n_layer": 12}, "batch_size": 8,
+               "steps": 2000, "lr": 2e-3, "eval_every": 500, "checkpoint_every": 500, **_COMMON},
 }
-PROMPTS = {"pathstar": 64, "shak": 24}  # prompts per model
+MODELS = {"pathstar": OBJECTIVES, "shak": OBJECTIVES, "shak12": ("mtp:2", "mtp-seq:2")}  # objectives trained per recipe
+PROMPTS = {"pathstar": 64, "shak": 24, "shak12": 24}  # prompts per model
 TEXT_PROMPT, TEXT_NEW = 32, 90  # Shakespeare: held-out tokens as the prompt (re-encoded: a few more), tokens generated
 
 
@@ -58,7 +62,7 @@ def train_missing(root: Path) -> None:
     from myopia.lab import TrainConfig, train
 
     for task, recipe in RECIPES.items():
-        for objective in OBJECTIVES:
+        for objective in MODELS[task]:
             out = model_dir(root, task, objective)
             if not (out / "result.json").is_file():
                 print(f"training {out} ...", flush=True)
@@ -166,10 +170,10 @@ def _ci(r: dict, digits: int = 2) -> str:
     return f"{r['value']:.{digits}f} [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]"
 
 
-def run(root: Path, repeats: int, hosted: bool, only: str | None = None) -> tuple[list[dict], list[dict]]:
-    rows, hosted_rows = [], []
+def run(root: Path, repeats: int, hosted: bool, only: str | None = None) -> tuple[list[dict], list[dict], list[dict]]:
+    rows, hosted_rows, models = [], [], []
     for task_name in RECIPES:
-        for objective in OBJECTIVES:
+        for objective in MODELS[task_name]:
             folder = model_dir(root, task_name, objective)
             if only and only not in folder.name:
                 continue
@@ -177,6 +181,10 @@ def run(root: Path, repeats: int, hosted: bool, only: str | None = None) -> tupl
                 print(f"skipping {folder}: not trained (--train)", flush=True)
                 continue
             lm = load_model(f"lab:{folder}")
+            result = json.loads((folder / "result.json").read_text())
+            models.append({"task": task_name, "objective": objective, "layers": lm.model.config.num_hidden_layers,
+                           "eval_loss": result["eval_loss"], "accuracy": result["metrics"].get("accuracy"),
+                           "train_s": result["wall_s"]})
             prompts, new = prompts_for(task_name, folder, lm, PROMPTS[task_name])
             drafts = list(range(1, load_drafter(lm).max_draft + 1))
             t0 = time.perf_counter()
@@ -184,10 +192,10 @@ def run(root: Path, repeats: int, hosted: bool, only: str | None = None) -> tupl
             for row in summarize_drafting(records):
                 rows.append({"task": task_name, "objective": objective, **row})
             print(f"{folder.name}: {time.perf_counter() - t0:.0f} s", flush=True)
-            if hosted and task_name == "shak":
+            if hosted and task_name != "pathstar":
                 for k in drafts:
                     hosted_rows.append({"objective": objective, **measure_hosted(lm, prompts, new, k, records)})
-    return rows, hosted_rows
+    return rows, hosted_rows, models
 
 
 def _heads(r: dict) -> str:
@@ -195,8 +203,16 @@ def _heads(r: dict) -> str:
                      f"({h['accepted']}/{h['reached']})" for h in r["heads"]) or "—"
 
 
-def tables(rows: list[dict], hosted_rows: list[dict]) -> str:
-    lines = [
+def tables(rows: list[dict], hosted_rows: list[dict], models: list[dict]) -> str:
+    lines = ["| task | objective | model's layers (+ heads) | held-out loss | path accuracy | training |",
+             "|---|---|---|---|---|---|"]
+    for m in models:
+        n_heads = int(m["objective"].rsplit(":", 1)[1])
+        accuracy = "—" if m["accuracy"] is None else f"{m['accuracy']:.2f}"
+        lines.append(f"| {m['task']} | {m['objective']} | {m['layers']} (+{n_heads - 1}) | {m['eval_loss']:.3f} | "
+                     f"{accuracy} | {m['train_s']:.0f} s |")
+    lines += [
+        "",
         "| task | objective | draft | tokens / forwards | tokens per forward | acceptance by head "
         "(accepted/reached) | speed-up vs plain | tokens/s | same tokens |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -232,11 +248,11 @@ def main() -> None:
     if args.train:
         train_missing(root)
     t0 = time.perf_counter()
-    rows, hosted_rows = run(root, args.repeats, not args.no_hosted, args.only)
-    body = tables(rows, hosted_rows)
+    rows, hosted_rows, models = run(root, args.repeats, not args.no_hosted, args.only)
+    body = tables(rows, hosted_rows, models)
     print(body)
     if args.write:
-        recipes = "\n".join(f"- `{task}`: `{json.dumps(r)}`" for task, r in RECIPES.items())
+        recipes = "\n".join(f"- `{task}` ({', '.join(MODELS[task])}): `{json.dumps(r)}`" for task, r in RECIPES.items())
         write_section("speculative", f"""## Decoding with drafts (`bench/bench_speculative.py`)
 
 `.venv/bin/python bench/bench_speculative.py --root {args.root} --repeats {args.repeats} --write`

@@ -46,7 +46,6 @@ def main() -> None:
 
 
 def _register() -> None:
-    from .experiments._cli import report, run
     from .lab._cli import train
     from .models._cli import models, score
     from .models._generate_cli import generate

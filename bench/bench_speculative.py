@@ -1,7 +1,9 @@
 """Decoding with drafts (self-speculative decoding with the multi-token heads), side by side in one run.
 
-For a path-star and a Shakespeare lab model trained with ``mtp:2``, ``mtp:4`` and ``mtp-seq:4``,
-greedy decoding at batch 1 on held-out prompts: plain cached decoding (``HFModel.sample``) and
+For a path-star and a Shakespeare lab model trained with ``mtp:2``, ``mtp:4``, ``mtp-seq:2`` and
+``mtp-seq:4`` (and a 12-layer Shakespeare trunk under ``mtp:2`` and ``mtp-seq:2``), greedy decoding
+at batch 1 on held-out prompts (the multi-token experiment's ``held_out_prompts``):
+plain cached decoding (``HFModel.sample``) and
 decoding with 1..n−1 drafted tokens per forward pass (``myopia.models._speculative``), interleaved
 prompt by prompt. Per model and draft length: tokens per forward pass, the acceptance rate of each
 head's draft (when every earlier draft of the step was accepted), the wall-clock speed-up over
@@ -17,6 +19,7 @@ The models are trained by ``myopia train`` (one thread, one at a time) with the 
 
     .venv/bin/python bench/bench_speculative.py --root ../spec-models --train    # train what is missing
     .venv/bin/python bench/bench_speculative.py --root ../spec-models --write    # measure, write BENCHMARKS.md
+    .venv/bin/python bench/bench_speculative.py --root ../spec-models --only shak12 --write   # a section of its own
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _markdown import machine, write_section  # noqa: E402
+from myopia.experiments.multi_token._drafting import held_out_prompts  # noqa: E402
 from myopia.models import load_model  # noqa: E402
 from myopia.models._speculative import load_drafter  # noqa: E402
 from myopia.models._speculative_measure import measure_drafting, summarize_drafting  # noqa: E402
@@ -51,7 +55,7 @@ RECIPES = {  # task -> the TrainConfig fields (objective and out added per model
 }
 MODELS = {"pathstar": OBJECTIVES, "shak": OBJECTIVES, "shak12": ("mtp:2", "mtp-seq:2")}  # objectives trained per recipe
 PROMPTS = {"pathstar": 64, "shak": 24, "shak12": 24}  # prompts per model
-TEXT_PROMPT, TEXT_NEW = 32, 90  # Shakespeare: held-out tokens as the prompt (re-encoded: a few more), tokens generated
+TEXT_PROMPT, TEXT_NEW = 32, 90  # Shakespeare: held-out tokens as the prompt, most tokens generated
 
 
 def model_dir(root: Path, task: str, objective: str) -> Path:
@@ -70,24 +74,16 @@ def train_missing(root: Path) -> None:
 
 
 # --- prompts ----------------------------------------------------------------------------------------
-def task_of(folder: Path):
+def prompts_for(folder: Path, lm, n: int) -> tuple[list[str], int]:
+    """(held-out prompts as text, tokens to generate): the multi-token experiment's choice
+    (path-star: the question, the path generated; text: the first TEXT_PROMPT tokens of evenly
+    spaced held-out windows, up to TEXT_NEW generated within the model's window)."""
     from myopia.tasks._registry import task_config, task_from_config
 
     info = json.loads((folder / "myopia_task.json").read_text())["task"]
     task = task_from_config(task_config(info.pop("name"), **info))
     task.prepare()
-    return task
-
-
-def prompts_for(task_name: str, folder: Path, lm, n: int) -> tuple[list[str], int]:
-    """(held-out prompts as text, tokens to generate)."""
-    task = task_of(folder)
-    if task_name == "pathstar":  # edges / source goal = ; the path follows
-        prefixes = task._test[:n, : task.n_prefix]
-        return [lm.tokenizer.decode(row.tolist()) for row in prefixes], task.config.path_len
-    stream = task._val  # held-out plays, evenly spaced windows
-    starts = torch.linspace(0, len(stream) - TEXT_PROMPT - 1, n).long().tolist()
-    return [lm.tokenizer.decode(stream[s : s + TEXT_PROMPT].tolist()) for s in starts], TEXT_NEW
+    return held_out_prompts(task, lm.tokenizer, n, TEXT_PROMPT, TEXT_NEW, lm.max_length)
 
 
 # --- the same drafter hosted by transformers' assisted generation ---------------------------------
@@ -185,7 +181,8 @@ def run(root: Path, repeats: int, hosted: bool, only: str | None = None) -> tupl
             models.append({"task": task_name, "objective": objective, "layers": lm.model.config.num_hidden_layers,
                            "eval_loss": result["eval_loss"], "accuracy": result["metrics"].get("accuracy"),
                            "train_s": result["wall_s"]})
-            prompts, new = prompts_for(task_name, folder, lm, PROMPTS[task_name])
+            prompts, new = prompts_for(folder, lm, PROMPTS[task_name])
+            models[-1].update(prompts=len(prompts), new=new)
             drafts = list(range(1, load_drafter(lm).max_draft + 1))
             t0 = time.perf_counter()
             records = measure_drafting(lm, prompts, drafts, new, repeats=repeats)
@@ -204,13 +201,14 @@ def _heads(r: dict) -> str:
 
 
 def tables(rows: list[dict], hosted_rows: list[dict], models: list[dict]) -> str:
-    lines = ["| task | objective | model's layers (+ heads) | held-out loss | path accuracy | training |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| task | objective | model's layers (+ heads) | held-out loss | path accuracy | training "
+             "| prompts x tokens generated |",
+             "|---|---|---|---|---|---|---|"]
     for m in models:
         n_heads = int(m["objective"].rsplit(":", 1)[1])
         accuracy = "—" if m["accuracy"] is None else f"{m['accuracy']:.2f}"
         lines.append(f"| {m['task']} | {m['objective']} | {m['layers']} (+{n_heads - 1}) | {m['eval_loss']:.3f} | "
-                     f"{accuracy} | {m['train_s']:.0f} s |")
+                     f"{accuracy} | {m['train_s']:.0f} s | {m['prompts']} x {m['new']} |")
     lines += [
         "",
         "| task | objective | draft | tokens / forwards | tokens per forward | acceptance by head "
@@ -252,14 +250,21 @@ def main() -> None:
     body = tables(rows, hosted_rows, models)
     print(body)
     if args.write:
-        recipes = "\n".join(f"- `{task}` ({', '.join(MODELS[task])}): `{json.dumps(r)}`" for task, r in RECIPES.items())
-        write_section("speculative", f"""## Decoding with drafts (`bench/bench_speculative.py`)
+        ran = {m["task"] for m in models}
+        recipes = "\n".join(f"- `{task}` ({', '.join(MODELS[task])}): `{json.dumps(r)}`"
+                             for task, r in RECIPES.items() if task in ran)
+        only = f" --only {args.only}" if args.only else ""
+        name = "speculative" + (f"-{args.only}" if args.only else "")  # a partial run gets a section of its own
+        title = "Decoding with drafts" + (f", models `{args.only}`" if args.only else "")
+        write_section(name, f"""## {title} (`bench/bench_speculative.py`)
 
-`.venv/bin/python bench/bench_speculative.py --root {args.root} --repeats {args.repeats} --write`
-({machine()}; {time.perf_counter() - t0:.0f} s). Greedy decoding at batch 1, float32. plain: `HFModel.sample`
-(cached, one token per forward pass); draft k: k tokens drafted by the heads per pass and verified by the model.
-Path-star: {PROMPTS['pathstar']} held-out graphs, the path (4 tokens) generated; Shakespeare: {PROMPTS['shak']}
-windows of {TEXT_PROMPT} held-out tokens (hamlet, tempest), {TEXT_NEW} tokens generated. Timings: median of
+`.venv/bin/python bench/bench_speculative.py --root {args.root} --repeats {args.repeats}{only} --write`
+({machine()}; {time.perf_counter() - t0:.0f} s; load average {os.getloadavg()[0]:.1f} at the end: a shared
+machine, compare the modes side by side, not the absolute tokens/s). Greedy decoding at batch 1, float32.
+plain: `HFModel.sample` (cached, one token per forward pass); draft k: k tokens drafted by the heads per pass and
+verified by the model.
+Prompts (`held_out_prompts` of the multi-token experiment): path-star, the held-out question, the path generated;
+Shakespeare, the first {TEXT_PROMPT} tokens of evenly spaced held-out windows (hamlet, tempest). Timings: median of
 {args.repeats} per prompt and mode, the modes interleaved. Intervals: 95%, prompts as the unit (delta method for the
 ratios of sums, Wilson for the rates). Head h's rate: its draft accepted when every earlier draft of the pass was (head
 2 drafts first). Models (`myopia train`, one thread; objective and `out` added per model):

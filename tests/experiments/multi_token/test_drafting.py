@@ -107,3 +107,35 @@ def test_language_modelling_prompts_are_window_starts():
 
     assert held_out_prompts(Questions(), Words(), 2, text_prompt=4, new_tokens=50) == (["0 1 2 3", "6 7 8"], 4)
     assert held_out_prompts(Questions(), Words(), 2, text_prompt=4, new_tokens=50, window=6)[1] == 2
+
+
+RUN = [
+    'parts=["path-star"]',
+    "path_star.graphs=[{degree = 2, path_len = 3, n_nodes = 8}]",
+    'path_star.objectives=["ntp", "mtp:2"]',
+    "path_star.seeds=[0]",
+    'path_star.task={name = "path-star", n_train = 64, n_test = 16}',
+    "path_star.model_overrides={n_layer = 3}",
+    "path_star.steps=4",
+    "path_star.chunk=0",
+    "path_star.eval_every=0",
+    "path_star.batch_size=8",
+    "drafting.prompts=4",
+]
+
+
+def test_the_experiment_measures_its_mtp_cells_and_reports_them(tmp_path):
+    from myopia._io import read_parquet
+    from myopia.runs import run
+
+    out = tmp_path / "run"
+    run("multi-token", RUN, out=out)
+    records = read_parquet(out / "results" / "drafting.parquet")
+    assert {r["objective"] for r in records} == {"mtp:2"}  # the ntp cell has no heads
+    assert len(records) == 4 * 2 and all(r["same_as_plain"] for r in records)
+    html = (out / "report.html").read_text()
+    assert "Decoding with drafts on held-out prompts" in html
+    off = tmp_path / "off"
+    run("multi-token", RUN + ["drafting.enabled=false"], out=off)
+    assert not (off / "results" / "drafting.parquet").exists()
+    assert "Decoding with drafts on held-out prompts" not in (off / "report.html").read_text()

@@ -33,6 +33,7 @@ from ...models import check_spec
 from ...tasks import task_from_config
 from .._base import Cell, CellContext, Experiment, Tables, slug
 from ._clever_hans import later_teacher_forced, position_rows
+from ._drafting import drafting_records, drafts
 from ._induction import names_row
 from ._report import report
 from ._serial_depth import digit_rows
@@ -123,6 +124,9 @@ class MultiTokenExperiment(Experiment):
             tables["digits"] = digit_rows(key, m, cfg.task.digit_range)
         else:
             tables["names"] = [names_row(key, m, result.eval_loss)]
+        # 4. decoding with drafts from the cell's own heads (mtp:n, mtp-seq:n), beside plain greedy decoding
+        if drafts(objective) and spec.drafting.enabled:
+            tables["drafting"] = drafting_records(key, out, cfg.task, spec.drafting, spec.threads)
         tables["finals"] = [_final_record(key, setting, cfg.task, result, keep, spec.threads, time.time() - t0)]
         if not keep:
             for f in out.glob("*.safetensors"):

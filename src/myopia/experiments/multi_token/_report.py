@@ -8,6 +8,7 @@ from ...lab import TrainSetting
 from ...report import heatmap, plt
 from ...stats import t_interval
 from .._base import Tables
+from ._drafting import drafting_section
 from ._spec import MultiTokenSpec
 from ._summary import CI, Interval, MultiTokenHeadline
 
@@ -56,6 +57,7 @@ def report(tables: Tables, spec: MultiTokenSpec, summary: MultiTokenHeadline, se
             names_figure(summary),
             caption="Names: second-token accuracy at repeat vs first mentions, and head 1's held-out loss",
         )
+    drafting_section(tables, section)
     curves = tables.get("curves", [])
     if curves:
         section.figure(

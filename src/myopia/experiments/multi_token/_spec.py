@@ -11,6 +11,7 @@ from ..._errors import UserError
 from ...lab import TrainSetting, over_defaults, train_config
 from ...objectives import get_objective
 from .._base import Spec
+from ._drafting import DraftingSpec
 
 PARTS = ("path-star", "addition", "names")
 FORMATS = ("plain", "reversed", "pause", "scratchpad")  # addition formats; an objective name means plain + it
@@ -235,6 +236,9 @@ class MultiTokenSpec(Spec):
     names: NamesPart = Field(default_factory=_names)
     threads: int = Field(
         1, ge=1, description="torch threads per training (DESIGN.md: one is fastest on 2 shared cores)"
+    )
+    drafting: DraftingSpec = Field(
+        default_factory=DraftingSpec, description="decoding with drafts on the mtp:n / mtp-seq:n cells' models"
     )
 
     @field_validator("path_star", "addition", "names", mode="before")

@@ -38,7 +38,9 @@ def labs(tmp_path_factory):
 
 
 def _load(folder):
-    return load_model(f"lab:{folder}", dtype="float64")
+    lm = load_model(f"lab:{folder}")
+    lm.model.double()  # compared in float64 (the drafter's heads are built from the model: float64 too)
+    return lm
 
 
 def _decode_counting(lm, ctx: str, params: SamplingParams, k: int, accepted: Counter) -> list[int]:
@@ -70,6 +72,7 @@ GREEDY_CASES = [("gpt2", "mtp:4", 0), ("gpt2", "mtp-seq:4", 1), ("llama", "mtp:4
 @pytest.mark.parametrize("family, objective, seed", GREEDY_CASES)
 def test_greedy_with_drafts_equals_plain_greedy(labs, family, objective, seed):
     lm = _load(labs(objective, family, seed, std=1.0))
+    assert {p.dtype for p in spec.load_drafter(lm).module.parameters()} == {torch.float64}
     accepted: Counter = Counter()
     for ctx in PROMPTS:
         for length in (1, 5, 24):

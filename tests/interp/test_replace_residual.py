@@ -6,35 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lmfactory import build_tiny_arch
 from myopia._errors import UserError
 from myopia.interp import capture_residuals, logits_from_final, replace_residual, unembed
-
-
-def _tiny(kind: str):
-    from transformers import (
-        Gemma3ForCausalLM,
-        Gemma3TextConfig,
-        GPT2Config,
-        GPT2LMHeadModel,
-        LlamaConfig,
-        LlamaForCausalLM,
-    )
-
-    torch.manual_seed(0)
-    if kind == "llama":
-        model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
-    elif kind == "gemma3":
-        model = Gemma3ForCausalLM(Gemma3TextConfig(
-            vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-            num_key_value_heads=1, head_dim=8, sliding_window=4, final_logit_softcapping=5.0,
-            layer_types=["sliding_attention", "full_attention", "sliding_attention"], max_position_embeddings=64))
-    else:
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=97, n_embd=32, n_layer=3, n_head=4, n_positions=64))
-    with torch.no_grad():  # larger weights than the default init, so distributions are not flat
-        for p in model.parameters():
-            p.mul_(4.0 if p.dim() > 1 else 1.0)
-    return model.eval()
 
 
 @pytest.mark.parametrize("kind", ["llama", "gemma3", "gpt2"])
@@ -43,7 +17,7 @@ def test_a_state_from_another_run_gives_that_runs_prediction(kind):
     """Two sequences differ at their last position only. Replacing run A's h_l there by run B's
     h_l makes A's last logits equal B's (layers above l see B's stream there, and the positions
     before are the same); every earlier position keeps A's logits."""
-    model = _tiny(kind)
+    model = build_tiny_arch(kind)
     g = torch.Generator().manual_seed(1)
     a = torch.randint(0, 97, (2, 9), generator=g)  # (B, T)
     b = a.clone()
@@ -62,7 +36,7 @@ def test_a_state_from_another_run_gives_that_runs_prediction(kind):
 @pytest.mark.parametrize("kind", ["llama", "gemma3", "gpt2"])
 @torch.no_grad()
 def test_last_layer_is_decoded_by_the_head_and_restricted_logits_are_entries(kind):
-    model = _tiny(kind)
+    model = build_tiny_arch(kind)
     ids = torch.randint(0, 97, (3, 6), generator=torch.Generator().manual_seed(2))
     v = torch.randn(3, 32) * 3
     with replace_residual(model, 3, v, position=2):
@@ -75,7 +49,7 @@ def test_last_layer_is_decoded_by_the_head_and_restricted_logits_are_entries(kin
 
 
 def test_layer_out_of_range_is_one_line():
-    model = _tiny("llama")
+    model = build_tiny_arch("llama")
     with pytest.raises(UserError, match=r"layer 4 is out of range: the model has layers 0\.\.3"):
         with replace_residual(model, 4, torch.zeros(1, 32)):
             pass

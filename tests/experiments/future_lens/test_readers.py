@@ -1,0 +1,140 @@
+"""future-lens's model-running readers against independent references on the same weights:
+the transplant against plain forward passes and plain greedy decoding, the future-state map at
+identity against the model's own next-token distribution, the learned prompt's gradient against
+a plain (uncached, unbatched) forward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmfactory import build_tiny_arch
+from myopia.experiments.future_lens._future_state import FutureState, StateMapConfig
+from myopia.experiments.future_lens._prompt import LearnedPrompt, PromptConfig, SoftPrompt, train_prompt
+from myopia.experiments.future_lens._spec import FutureLensSpec
+from myopia.experiments.future_lens._states import cache_states
+from myopia.experiments.future_lens._transplant import Transplant, batched, context_ids, prefix_cache, transplant_run
+from myopia.interp import capture_residuals, replace_residual
+
+KINDS = ["llama", "gemma3", "gpt2"]
+
+
+def _greedy(model, ids: torch.Tensor, steps: int) -> list[torch.Tensor]:
+    """Plain greedy decoding, a full forward pass per step: the logits (B, V) of each step."""
+    out = []
+    for _ in range(steps):
+        logits = model(ids).logits[:, -1]
+        out.append(logits)
+        ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], 1)
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@torch.no_grad()
+def test_transplant_at_layer_0_of_the_same_token_in_the_same_context_is_the_models_own_run(kind):
+    """Three texts share a prefix and differ in their last token. The context is text 0; each
+    text's embedding of its last token, transplanted at layer 0 there, gives that text's own
+    prediction and greedy continuation (3 steps). At every layer, the first step is the text's
+    own prediction, and text 0's state (the same token in the same context) gives its own run."""
+    model = build_tiny_arch(kind)
+    g = torch.Generator().manual_seed(3)
+    texts = torch.randint(0, 97, (1, 7), generator=g).repeat(3, 1)  # (3, 7)
+    texts[:, -1] = torch.tensor([11, 50, 90])
+    with capture_residuals(model) as res:
+        model(texts)
+    own = _greedy(model, texts, 3)
+    inputs = model.get_input_embeddings()(texts[0])  # (7, d) the context's input vectors
+    cache = prefix_cache(model, inputs[:-1])
+    for layer in range(4):
+        states = res[layer][:, -1]  # (3, d) h_layer of each text's last token
+        got = transplant_run(model, batched(cache, 3, keep=True), inputs[-1], layer, states, 3)
+        assert torch.allclose(got[0], own[0], atol=1e-4), (kind, layer)
+        rows = slice(None) if layer == 0 else slice(0, 1)
+        for step in range(3):
+            assert torch.allclose(got[step][rows], own[step][rows], atol=1e-4), (kind, layer, step)
+    assert not torch.allclose(own[0][0], own[0][1], atol=1e-2)  # the texts' predictions differ
+
+
+@pytest.fixture(scope="module")
+def lens_states(tiny_lm_dir, tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    text = tmp_path_factory.mktemp("text") / "t.txt"
+    text.write_text("The cat sat on the mat. The dog sat on the log. A bird sang in the tree. " * 30)
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    spec = FutureLensSpec(text=str(text), max_train_tokens=300, max_eval_tokens=120, vocab=30, context=16)
+    return model, tok, cache_states(model, tok, "tiny", spec, lambda *a, **k: None)
+
+
+def test_future_state_at_identity_on_the_last_layer_is_the_models_next_token_distribution(lens_states):
+    model, _, states = lens_states
+    L = states.n_layers
+    reader = FutureState(model, StateMapConfig(epochs=0, init="identity"))
+    got = reader.read(states, L).eval[:, 0]  # (n_eval, V+1) N = 1
+    want = states.own[: states.n_eval]  # the model's own distribution, collapsed alike
+    assert torch.allclose(got.double(), want, atol=1e-4)
+    lower = reader.read(states, L - 1).eval[:, 0]  # a lower layer's state is not the model's output
+    assert not torch.allclose(lower.double(), want, atol=1e-2)
+
+
+def test_future_state_training_moves_the_map_towards_the_targets(lens_states):
+    """From the ridge start, the cross-entropy on the kept tokens falls with training."""
+    model, _, states = lens_states
+    layer = states.layers[1]
+    ce = []
+    for epochs in (0, 8):
+        r = FutureState(model, StateMapConfig(epochs=epochs, lr=3e-3)).read(states, layer)
+        kept = states.eval_targets[:, 1] != states.classes.n - 1
+        ce.append(-r.eval[kept, 1].gather(1, states.eval_targets[kept, 1:2]).mean().item())
+    assert ce[1] < ce[0], ce
+
+
+def test_learned_prompt_before_training_is_the_transplant(lens_states):
+    model, tok, states = lens_states
+    ids = context_ids(tok, 'Tell me more: "')
+    assert ids[0] == tok.bos_token_id
+    for layer in (0, 1):
+        fixed = Transplant(model, ids).read(states, layer).eval[:, 0]  # (n_eval, V+1) N = 1
+        learned = LearnedPrompt(model, ids, 1, PromptConfig(steps=0)).read(states, layer).eval
+        for k in range(states.offsets):
+            assert torch.allclose(learned[:, k], fixed, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_learned_prompt_gradients_reach_only_the_prompt_and_equal_a_plain_forward_pass(kind):
+    """One training step: the model's weights keep their values, get no .grad and keep their
+    requires_grad flags; the prompt moves (BOS stays). The gradient of the cached, batched loss
+    equals the gradient of plain forward passes of the whole prompt, one sequence per state."""
+    model = build_tiny_arch(kind)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    g = torch.Generator().manual_seed(4)
+    start = model.get_input_embeddings()(torch.randint(0, 97, (6,), generator=g)).detach()  # (6, d) BOS + 5
+    x = torch.randn(4, 32, generator=g) * 2  # (4, d) states
+    targets = torch.tensor([0, 3, 1, 2])
+    kept = torch.tensor([5, 17, 40, 63])
+    for layer in (1, 2):
+        prompt = SoftPrompt(start, n_fixed=1)
+        grads = []
+        prompt.unit.register_hook(lambda grad: grads.append(grad.clone()))
+        train_prompt(model, prompt, layer, x, targets, kept, PromptConfig(steps=1, batch_size=64, lr=1e-2))
+        for n, p in model.named_parameters():
+            assert p.grad is None and p.requires_grad and torch.equal(p.detach(), before[n]), n
+        assert not torch.equal(prompt.unit.detach(), start[1:] / prompt.scale)  # the prompt moved
+        assert torch.equal(prompt()[0], start[0])  # BOS did not
+        # the reference: plain forward passes of the whole prompt, the reader's draw of states
+        idx = torch.randint(0, 4, (4,), generator=torch.Generator().manual_seed(0))
+        ref = SoftPrompt(start, n_fixed=1)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        with replace_residual(model, layer, x[idx]):
+            h = model.base_model(inputs_embeds=ref()[None].expand(4, -1, -1)).last_hidden_state[:, -1]  # (4, d)
+        logits = model.get_output_embeddings()(h)[:, kept]  # (4, V)
+        if kind == "gemma3":  # its logit soft-capping
+            logits = torch.tanh(logits / 5.0) * 5.0
+        F.cross_entropy(logits, targets[idx]).backward()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        assert ref.unit.grad.abs().sum() > 0
+        assert torch.allclose(grads[0], ref.unit.grad, atol=1e-5, rtol=1e-4), (kind, layer)

@@ -138,3 +138,19 @@ def test_learned_prompt_gradients_reach_only_the_prompt_and_equal_a_plain_forwar
             p.requires_grad_(True)
         assert ref.unit.grad.abs().sum() > 0
         assert torch.allclose(grads[0], ref.unit.grad, atol=1e-5, rtol=1e-4), (kind, layer)
+
+
+def test_the_model_running_readers_read_a_subset_of_the_layers():
+    from types import SimpleNamespace
+
+    from myopia.experiments.future_lens._experiment import reader_layers
+    from myopia.experiments.future_lens._probe import LinearProbe, ProbeConfig
+    from myopia.experiments.future_lens._states import chosen_layers
+
+    layers = chosen_layers(18, None, 10, "gemma")  # gemma-3-270m: 18 blocks
+    assert layers == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
+    states = SimpleNamespace(layers=layers)
+    spec = FutureLensSpec(model_layers=3)
+    assert reader_layers(LinearProbe(ProbeConfig()), states, spec) == layers
+    assert reader_layers(Transplant(None, torch.tensor([1])), states, spec) == [0, 8, 18]
+    assert chosen_layers(18, [3, 18], 10, "gemma") == [3, 18]

@@ -5,6 +5,8 @@ and the models and data each cell read."""
 
 from __future__ import annotations
 
+from matplotlib.ticker import MaxNLocator
+
 from ...report import plt
 from .._base import Tables
 from ._spec import METHODS, FutureLensSpec
@@ -97,6 +99,7 @@ def accuracy_figure(probes: list[dict], baselines: list[dict], models: list[str]
             if own:
                 ax.axhline(own[0], color="black", lw=1, label="model (t+1)")
             ax.set_xlim(-0.5, n_layers + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(f"{m}: {method}", fontsize=9)
             ax.set_xlabel("layer (0 = embeddings)")
             if j == 0:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lmfactory import build_tiny_arch
 from myopia.experiments.future_lens._future_state import FutureState, StateMapConfig
@@ -92,48 +91,53 @@ def test_future_state_training_moves_the_map_towards_the_targets(lens_states):
 
 
 def test_learned_prompt_before_training_is_the_transplant(lens_states):
+    """Started at the fixed context, the learned prompt reads t+1 as the transplant does."""
     model, tok, states = lens_states
     ids = context_ids(tok, 'Tell me more: "')
     assert ids[0] == tok.bos_token_id
     for layer in (0, 1):
-        fixed = Transplant(model, ids).read(states, layer).eval[:, 0]  # (n_eval, V+1) N = 1
+        fixed = Transplant(model, ids).read(states, layer).eval  # (n_eval, K, V+1)
         learned = LearnedPrompt(model, ids, 1, PromptConfig(steps=0)).read(states, layer).eval
-        for k in range(states.offsets):
-            assert torch.allclose(learned[:, k], fixed, atol=1e-5)
+        assert learned.shape == fixed.shape
+        assert torch.allclose(learned[:, 0], fixed[:, 0], atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_learned_prompt_gradients_reach_only_the_prompt_and_equal_a_plain_forward_pass(kind):
     """One training step: the model's weights keep their values, get no .grad and keep their
-    requires_grad flags; the prompt moves (BOS stays). The gradient of the cached, batched loss
-    equals the gradient of plain forward passes of the whole prompt, one sequence per state."""
+    requires_grad flags; the prompt moves (BOS stays). Its gradient (KV cache of the prompt
+    shared by the batch, K = 3 read positions, targets "other" left out) equals the gradient of
+    plain forward passes of the whole sequence, one per state."""
     model = build_tiny_arch(kind)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     g = torch.Generator().manual_seed(4)
     start = model.get_input_embeddings()(torch.randint(0, 97, (6,), generator=g)).detach()  # (6, d) BOS + 5
     x = torch.randn(4, 32, generator=g) * 2  # (4, d) states
-    targets = torch.tensor([0, 3, 1, 2])
-    kept = torch.tensor([5, 17, 40, 63])
+    kept = torch.tensor([5, 17, 40, 63])  # V = 4; class 4 is "other"
+    targets = torch.tensor([[0, 3, 4], [3, 1, 2], [1, 4, 0], [2, 2, 1]])  # (4, K)
     for layer in (1, 2):
-        prompt = SoftPrompt(start, n_fixed=1)
+        prompt = SoftPrompt(start, n_fixed=1, n_after=2)
         grads = []
         prompt.unit.register_hook(lambda grad: grads.append(grad.clone()))
         train_prompt(model, prompt, layer, x, targets, kept, PromptConfig(steps=1, batch_size=64, lr=1e-2))
         for n, p in model.named_parameters():
             assert p.grad is None and p.requires_grad and torch.equal(p.detach(), before[n]), n
-        assert not torch.equal(prompt.unit.detach(), start[1:] / prompt.scale)  # the prompt moved
+        assert not torch.equal(prompt.unit.detach()[:5], start[1:] / prompt.scale)  # the prompt moved
         assert torch.equal(prompt()[0], start[0])  # BOS did not
-        # the reference: plain forward passes of the whole prompt, the reader's draw of states
+        # the reference: plain forward passes of the whole sequence, the reader's draw of states
         idx = torch.randint(0, 4, (4,), generator=torch.Generator().manual_seed(0))
-        ref = SoftPrompt(start, n_fixed=1)
+        ref = SoftPrompt(start, n_fixed=1, n_after=2)
         for p in model.parameters():
             p.requires_grad_(False)
-        with replace_residual(model, layer, x[idx]):
-            h = model.base_model(inputs_embeds=ref()[None].expand(4, -1, -1)).last_hidden_state[:, -1]  # (4, d)
-        logits = model.get_output_embeddings()(h)[:, kept]  # (4, V)
+        seq = ref()[None].expand(4, -1, -1)  # (4, 8, d): BOS, 5 context vectors, 2 after
+        with replace_residual(model, layer, x[idx], position=5):
+            h = model.base_model(inputs_embeds=seq).last_hidden_state[:, 5:]  # (4, 3, d)
+        logits = model.get_output_embeddings()(h)[..., kept]  # (4, 3, V)
         if kind == "gemma3":  # its logit soft-capping
             logits = torch.tanh(logits / 5.0) * 5.0
-        F.cross_entropy(logits, targets[idx]).backward()
+        t = targets[idx]
+        nll = -logits.log_softmax(-1).gather(2, t.clamp_max(3)[..., None])[..., 0]  # (4, 3)
+        (nll * (t != 4)).sum().div((t != 4).sum()).backward()
         for p in model.parameters():
             p.requires_grad_(True)
         assert ref.unit.grad.abs().sum() > 0

@@ -74,9 +74,9 @@ class FutureLensSpec(Spec):
         description="transplant: the generic context whose last token takes the state (BOS first where the model "
         "has one); the learned prompt starts from it",
     )
-    prompt_steps: int = Field(40, ge=0, description="learned prompt: AdamW steps per layer and offset")
+    prompt_steps: int = Field(60, ge=0, description="learned prompt: AdamW steps per layer")
     prompt_batch: int = Field(32, ge=1)
-    prompt_lr: float = Field(3e-2, gt=0, description="learned prompt: step size in units of the context vectors' RMS")
+    prompt_lr: float = Field(1e-1, gt=0, description="learned prompt: step size in units of the context vectors' RMS")
     threads: int = Field(1, ge=1, description="torch threads")
 
     @field_validator("train", mode="before")

@@ -153,9 +153,11 @@ def test_future_lens_run(lens_run, tiny_lm_dir):
         want = ntp.offsets["2"].methods[method].best_accuracy - myo.offsets["2"].methods[method].best_accuracy
         assert r.summary.vanilla_minus_myopic[method]["2"] == want
     probes = read_parquet(out / "results" / "probes.parquet")
-    # every reader at every layer (2-layer models: 0, 1, 2; model_layers 3) x 3 offsets, per model
-    assert len(probes) == 3 * 4 * 3 * 3 and all(math.isfinite(p["cross_entropy"]) for p in probes)
+    # every reader at every layer (2-layer models: 0, 1, 2; model_layers 3) x 3 offsets, per model, but
+    # the learned prompt at the last layer: t+1 alone
+    assert len(probes) == 3 * (4 * 3 * 3 - 2) and all(math.isfinite(p["cross_entropy"]) for p in probes)
     assert {p["method"] for p in probes} == set(METHODS)
+    assert {p["offset"] for p in probes if p["method"] == "learned-prompt" and p["layer"] == 2} == {1}
     assert all((p["train_accuracy"] is None) == (p["method"] != "linear") for p in probes)
     info = read_parquet(out / "results" / "info.parquet")
     assert all(r[f"seconds_{m}"] >= 0 for r in info for m in METHODS)

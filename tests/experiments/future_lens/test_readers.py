@@ -102,6 +102,24 @@ def test_learned_prompt_before_training_is_the_transplant(lens_states):
         assert torch.allclose(learned[:, 0], fixed[:, 0], atol=1e-5)
 
 
+def test_learned_prompt_reads_t_plus_1_alone_at_the_last_layer(lens_states):
+    """At the last layer the state feeds the head only: no later position depends on it, so the
+    learned prompt reads t+1 alone there (the transplant's reading, untrained), and the records
+    cover t+1 only."""
+    from myopia.experiments.future_lens._readers import reading_rows
+
+    model, tok, states = lens_states
+    L = states.n_layers
+    ids = context_ids(tok, 'Tell me more: "')
+    learned = LearnedPrompt(model, ids, 1, PromptConfig(steps=2)).read(states, L)
+    assert learned.eval.shape[1] == 1 and states.offsets > 1
+    fixed = Transplant(model, ids).read(states, L).eval
+    assert torch.allclose(learned.eval[:, 0], fixed[:, 0], atol=1e-5)
+    assert [r["offset"] for r in reading_rows(learned, states, L, {})] == [1]
+    below = LearnedPrompt(model, ids, 1, PromptConfig(steps=0)).read(states, L - 1)
+    assert [r["offset"] for r in reading_rows(below, states, L - 1, {})] == list(range(1, states.offsets + 1))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_learned_prompt_gradients_reach_only_the_prompt_and_equal_a_plain_forward_pass(kind):
     """One training step: the model's weights keep their values, get no .grad and keep their

@@ -12,7 +12,8 @@ positions, cross-entropy of the model's distribution restricted to the kept toke
 "other" left out; those logits cost V/vocab of the full unembedding; the evaluation decodes the
 full vocabulary). The prompt is parametrised in units of the context vectors' RMS, so one
 learning rate suits every model. At the last layer the state reaches only the t+1 reading (it
-goes straight to the head and leaves no keys or values), so no prompt is trained there.
+goes straight to the head and leaves no keys or values): a prediction at a later position would
+not depend on the state at all, so there the reader reads t+1 alone, with the untrained prompt.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def train_prompt(
 
 @torch.no_grad()
 def prompt_readings(model, prompt: SoftPrompt, layer: int, states: LensStates, batch: int = EVAL_BATCH):
-    """Class log-probs (n_eval, K, V+1) of every evaluation state at ``layer`` through ``prompt``."""
+    """Class log-probs (n_eval, n_after + 1, V+1) of every evaluation state at ``layer`` through ``prompt``."""
     inputs = prompt()
     cache = prefix_cache(model, inputs[: len(inputs) - prompt.n_after - 1])
     x = states.stream("eval", layer)[: states.n_eval]  # (n_eval, d)
@@ -103,7 +104,7 @@ def prompt_readings(model, prompt: SoftPrompt, layer: int, states: LensStates, b
         xb = x[i : i + batch]
         logits = prompt_run(model, inputs, prompt.n_after, layer, xb, batched(cache, len(xb), keep=True))
         out.append(torch.stack([collapse_logits(logits[:, k], states.classes) for k in range(logits.shape[1])], 1))
-    return torch.cat(out).float()  # (n_eval, K, V+1)
+    return torch.cat(out).float()  # (n_eval, n_after + 1, V+1)
 
 
 @dataclass
@@ -120,8 +121,9 @@ class LearnedPrompt:
     def read(self, states: LensStates, layer: int) -> Reading:
         with torch.no_grad():
             start = self.model.get_input_embeddings()(self.ids)  # (P, d)
-        prompt = SoftPrompt(start, self.n_fixed, states.offsets - 1)
-        if layer < states.n_layers:  # at the last layer no prompt can carry the state further
+        last = layer == states.n_layers  # the state goes to the head alone: t+1 is all it can reach
+        prompt = SoftPrompt(start, self.n_fixed, 0 if last else states.offsets - 1)
+        if not last:
             x = states.stream("train", layer)[: states.n_train]  # (n_train, d)
             cfg = PromptConfig(self.cfg.steps, self.cfg.batch_size, self.cfg.lr, self.cfg.seed + layer)
             train_prompt(self.model, prompt, layer, x, states.train_targets, states.classes.kept, cfg)

@@ -9,7 +9,8 @@ the classes of :mod:`._classes`. The four (``method`` values of the spec, weakes
   t+N-1, decoded by the model's own final norm and unembedding;
 - ``transplant`` (:mod:`._transplant`): the state put into a fixed generic context, the model
   run on from there (greedy for N > 1);
-- ``learned-prompt`` (:mod:`._prompt`): the same with soft prompt vectors trained for each N.
+- ``learned-prompt`` (:mod:`._prompt`): the same with soft prompt vectors trained per layer, in
+  place of the context and of the decoded tokens.
 
 The last three predict over the model's full vocabulary; their distribution is collapsed onto
 the classes (:func:`._classes.collapse_logits`) and scored like every other: top-1 over the kept
@@ -32,8 +33,8 @@ from ._states import LensStates
 class Reading:
     """A reader's class log-probs for the tokens at t+1..t+K."""
 
-    train: torch.Tensor | None  # (n_train, K, V+1) at the training positions; None: not computed
-    eval: torch.Tensor  # (n_eval, K, V+1) at the evaluation positions
+    train: torch.Tensor | None  # (n_train, k, V+1) at the training positions; None: not computed
+    eval: torch.Tensor  # (n_eval, k, V+1) at the evaluation positions; k <= K: it reads t+1..t+k
 
 
 class Reader(Protocol):
@@ -46,10 +47,10 @@ class Reader(Protocol):
 
 
 def reading_rows(reading: Reading, states: LensStates, layer: int, key: dict) -> list[dict]:
-    """One record per offset: held-out accuracy and cross-entropy, and training accuracy (None
-    where the reader does not score its training part)."""
+    """One record per offset the reading covers: held-out accuracy and cross-entropy, and training
+    accuracy (None where the reader does not score its training part)."""
     rows = []
-    for k in range(states.offsets):
+    for k in range(reading.eval.shape[1]):
         acc, ce = score(reading.eval[:, k], states.eval_targets[:, k])
         tr_acc = None if reading.train is None else score(reading.train[:, k], states.train_targets[:, k])[0]
         rows.append({**key, "layer": layer, "depth": layer / states.n_layers, "offset": k + 1,

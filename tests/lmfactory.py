@@ -57,3 +57,37 @@ def build_tiny_lm(path, vocab_size: int = 300, seed: int = 0, chat_template: str
     model.save_pretrained(path)
     hf_tok.save_pretrained(path)
     return str(path)
+
+
+def build_tiny_arch(kind: str, vocab_size: int = 97, seed: int = 0):
+    """An in-memory 3-layer causal LM (d=32) of one family, no tokenizer: ``llama``, ``gemma3``
+    (scaled embeddings, sliding-window layers, logit soft-capping) or ``gpt2`` (learned positions,
+    LayerNorm); weights scaled up so that distributions are not flat."""
+    import torch
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
+    torch.manual_seed(seed)
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64))
+    elif kind == "gemma3":
+        model = Gemma3ForCausalLM(Gemma3TextConfig(
+            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+            num_key_value_heads=1, head_dim=8, sliding_window=4, final_logit_softcapping=5.0,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"], max_position_embeddings=64))
+    elif kind == "gpt2":
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=3, n_head=4, n_positions=64))
+    else:
+        raise ValueError(kind)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0 if p.dim() > 1 else 1.0)
+    return model.eval()

@@ -14,6 +14,7 @@ from ._anatomy import (
     head_geometry,
     logits_from_final,
     output_projection,
+    replace_residual,
     set_attn_implementation,
     unembed,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "head_geometry",
     "logits_from_final",
     "output_projection",
+    "replace_residual",
     "set_attn_implementation",
     "unembed",
 ]

@@ -45,19 +45,26 @@ def final_norm(model) -> torch.nn.Module:
     raise UserError(f"cannot find the final norm of {type(model).__name__} (expected .{', .'.join(_NORMS)})")
 
 
-def logits_from_final(model, hidden: torch.Tensor) -> torch.Tensor:
+def logits_from_final(model, hidden: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
     """Logits from final-normed hidden states (..., d): the unembedding, then the model's logit
-    soft-capping if it has one (Gemma 2/3)."""
-    logits = model.get_output_embeddings()(hidden)  # (..., V)
+    soft-capping if it has one (Gemma 2/3). With ``tokens`` (n,) token ids, only those tokens'
+    logits (..., n), each equal to its entry of the full logits, at n/V of the cost."""
+    head = model.get_output_embeddings()
+    if tokens is None:
+        logits = head(hidden)  # (..., V)
+    else:
+        bias = None if getattr(head, "bias", None) is None else head.bias[tokens]
+        logits = torch.nn.functional.linear(hidden, head.weight[tokens], bias)  # (..., n)
     cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits
 
 
-def unembed(model, hidden: torch.Tensor) -> torch.Tensor:
-    """Logits from the last block's output h_L (..., d): final norm, unembedding, soft-capping."""
-    return logits_from_final(model, final_norm(model)(hidden))
+def unembed(model, hidden: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits from the last block's output h_L (..., d): final norm, unembedding, soft-capping
+    (only ``tokens``' logits when given, as in :func:`logits_from_final`)."""
+    return logits_from_final(model, final_norm(model)(hidden), tokens)
 
 
 def head_geometry(model) -> tuple[int, int]:
@@ -137,3 +144,31 @@ def attention(model, name: str | None) -> Iterator[None]:
         yield
     finally:
         set_attn_implementation(model, was)
+
+
+@contextmanager
+def replace_residual(model, layer: int, value: torch.Tensor, position: int = -1) -> Iterator[None]:
+    """While active, every forward pass runs with the stream h_``layer`` at ``position`` replaced
+    by ``value`` (B, d), one vector per sequence of the batch: the model computes h_0..h_layer as
+    usual, the replaced vector enters block ``layer + 1`` (at ``layer`` = L: the final norm), and
+    every later layer and position sees it. ``layer`` runs 0 (the embeddings) .. L (the last
+    block's output, before the final norm). Differentiable in ``value`` and in the model's
+    other inputs."""
+    layers = decoder_layers(model)
+    if not 0 <= layer <= len(layers):
+        raise UserError(f"layer {layer} is out of range: the model has layers 0..{len(layers)} (0 = embeddings)")
+    target = layers[layer] if layer < len(layers) else final_norm(model)
+
+    def swap(module, args, kwargs):
+        h = args[0] if args else kwargs["hidden_states"]
+        h = h.clone()
+        h[:, position] = value.to(h.dtype)
+        if args:
+            return (h, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": h}
+
+    hook = target.register_forward_pre_hook(swap, with_kwargs=True)
+    try:
+        yield
+    finally:
+        hook.remove()

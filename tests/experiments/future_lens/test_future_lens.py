@@ -1,5 +1,6 @@
 """future-lens: probes recover a future token that is a function of the present and stay at
-chance when it is not; baselines equal brute-force counts; a run end to end."""
+chance when it is not; baselines equal brute-force counts; a run end to end with every reader;
+the linear probe's figures do not depend on the other readers; bad values are one line, exit 2."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections import Counter, defaultdict
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from myopia._cli import main
 from myopia._io import read_parquet
 from myopia.experiments.future_lens._baselines import bigram_logp, unigram_logp
 from myopia.experiments.future_lens._classes import Classes, collapse_logits, score
@@ -28,8 +31,8 @@ def tiny_model(tiny_lm_dir):
 
 def _probe_accuracy(model, train_ids, eval_ids, layer: int, K: int, v: int) -> list[float]:
     classes = Classes.top(train_ids, v)
-    tr_h, _ = hidden_states(model, train_ids, [layer], 32, None)
-    ev_h, _ = hidden_states(model, eval_ids, [layer], 32, None)
+    tr_h = hidden_states(model, train_ids, [layer], 32, None).states
+    ev_h = hidden_states(model, eval_ids, [layer], 32, None).states
     n_tr, n_ev = len(train_ids) - K, len(eval_ids) - K
     tr_t = torch.stack([classes.of(train_ids[n : n + n_tr]) for n in range(1, K + 1)], 1)  # (n_tr, K)
     ev_t = torch.stack([classes.of(eval_ids[n : n + n_ev]) for n in range(1, K + 1)], 1)
@@ -122,9 +125,14 @@ def lens_run(tiny_lm_dir, tmp_path_factory):
         "max_eval_tokens=200",
         "vocab=40",
         "probe_epochs=2",
+        "state_epochs=1",
+        "prompt_steps=2",
         "context=16",
     ]
     return run("future-lens", overrides, out=out), out
+
+
+METHODS = ["linear", "future-state", "transplant", "learned-prompt"]
 
 
 def test_future_lens_run(lens_run, tiny_lm_dir):
@@ -133,17 +141,45 @@ def test_future_lens_run(lens_run, tiny_lm_dir):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["models"]) == {"trained:ntp", "trained:myopic", f"hf:{tiny_lm_dir}"}
     for m in summary["models"].values():
-        assert set(m["offsets"]) == {"1", "2", "3"}
-        assert 0 <= m["offsets"]["1"]["best_accuracy"] <= 1 and m["model_accuracy"] is not None
-    assert set(summary["vanilla_minus_myopic"]) == {"1", "2", "3"}
+        assert set(m["offsets"]) == {"1", "2", "3"} and m["model_accuracy"] is not None
+        for o in m["offsets"].values():
+            assert list(o["methods"]) == METHODS
+            assert all(0 <= f["best_accuracy"] <= 1 for f in o["methods"].values())
+            assert o["best_method"] == max(METHODS, key=lambda k: o["methods"][k]["best_accuracy"])
+    assert set(summary["vanilla_minus_myopic"]) == set(METHODS)
     ntp, myo = r.summary.models["trained:ntp"], r.summary.models["trained:myopic"]
-    assert r.summary.vanilla_minus_myopic["2"] == ntp.offsets["2"].best_accuracy - myo.offsets["2"].best_accuracy
+    for method in METHODS:
+        assert set(summary["vanilla_minus_myopic"][method]) == {"1", "2", "3"}
+        want = ntp.offsets["2"].methods[method].best_accuracy - myo.offsets["2"].methods[method].best_accuracy
+        assert r.summary.vanilla_minus_myopic[method]["2"] == want
     probes = read_parquet(out / "results" / "probes.parquet")
-    # every layer (2-layer models: 0, 1, 2) x 3 offsets, per model
-    assert len(probes) == 3 * 3 * 3 and all(math.isfinite(p["cross_entropy"]) for p in probes)
+    # every reader at every layer (2-layer models: 0, 1, 2; model_layers 3) x 3 offsets, per model, but
+    # the learned prompt at the last layer: t+1 alone
+    assert len(probes) == 3 * (4 * 3 * 3 - 2) and all(math.isfinite(p["cross_entropy"]) for p in probes)
+    assert {p["method"] for p in probes} == set(METHODS)
+    assert {p["offset"] for p in probes if p["method"] == "learned-prompt" and p["layer"] == 2} == {1}
+    assert all((p["train_accuracy"] is None) == (p["method"] != "linear") for p in probes)
+    info = read_parquet(out / "results" / "info.parquet")
+    assert all(r[f"seconds_{m}"] >= 0 for r in info for m in METHODS)
     assert (out / "work" / "trained_ntp" / "train" / "config.json").is_file()  # the lab model, reusable as lab:DIR
     assert len(list((out / "figures").glob("*.png"))) == 1
-    assert "<h2>Summary</h2>" in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert "<h2>Summary</h2>" in html and "learned-prompt" in html
+
+
+def test_linear_probe_figures_do_not_depend_on_the_other_readers(lens_run, tiny_lm_dir, tmp_path):
+    """The same spec with the linear probe alone gives the same linear rows, bit for bit."""
+    _, out = lens_run
+    exp, spec, _ = load_run(out)
+    model = f"hf:{tiny_lm_dir}"
+    overrides = [f'models=["{model}"]', 'methods=["linear"]']
+    for key in ("text", "max_train_tokens", "max_eval_tokens", "vocab", "probe_epochs", "context"):
+        overrides.append(f"{key}={json.dumps(getattr(spec, key))}")
+    run("future-lens", overrides, out=tmp_path / "linear")
+    alone = read_parquet(tmp_path / "linear" / "results" / "probes.parquet")
+    every = read_parquet(out / "results" / "probes.parquet")
+    every = [p for p in every if p["model"] == model and p["method"] == "linear"]
+    assert alone == every and len(alone) == 9
 
 
 def test_headline_round_trips(lens_run):
@@ -154,10 +190,12 @@ def test_headline_round_trips(lens_run):
     assert back.model_dump(mode="json") == json.loads(text) == r.summary.model_dump(mode="json")
     assert back.table() == r.summary.table()
     header, rows = back.table()
-    assert header == ["model", "offset", "best layer", "probe acc", "probe CE", "bigram acc", "unigram acc",
-                      "model acc"]
+    assert header == ["model", "offset", "linear", "future-state", "transplant", "learned-prompt", "best (layer)",
+                      "bigram", "unigram", "model"]
     assert [row[1] for row in rows[:3]] == ["t+1", "t+2", "t+3"] and len(rows) == 9
-    assert rows[0][7] == r.summary.models["trained:ntp"].model_accuracy and rows[1][7] is None  # own: t+1 only
+    assert rows[0][9] == r.summary.models["trained:ntp"].model_accuracy and rows[1][9] is None  # own: t+1 only
+    o = r.summary.models["trained:ntp"].offsets["1"]
+    assert rows[0][6] == f"{o.best_method} ({o.methods[o.best_method].best_layer})"
 
 
 def test_vanilla_minus_myopic_is_absent_without_both_lab_models(lens_run, tiny_lm_dir):
@@ -167,3 +205,28 @@ def test_vanilla_minus_myopic_is_absent_without_both_lab_models(lens_run, tiny_l
     data = exp.summarize(tables, alone).model_dump(mode="json")
     assert "vanilla_minus_myopic" not in data and set(data["models"]) == {f"hf:{tiny_lm_dir}"}
     assert FutureLensHeadline.model_validate(data).model_dump(mode="json") == data
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (['methods=["linear", "lens"]'],
+         "unknown method 'lens'; accepted: linear, future-state, transplant, learned-prompt"),
+        (["offsets=8", "text={text}"], "is too short for offsets up to 8"),
+        (['models=["trained:ntp"]', "train.model=llama-tiny", "layers=[0, 3]"],
+         "layer 3 is out of range for trained:ntp: llama-tiny has layers 0..2"),
+        (['models=["hf:{lm}"]', "layers=[1, 5]", "text={long}"], "layer 5 is out of range for hf:"),
+        (["layers=[-1]"], "layer -1 is negative"),
+    ],
+)
+def test_bad_values_are_one_line_exit_2(sets, message, tiny_lm_dir, tmp_path):
+    (tmp_path / "short.txt").write_text("To be, or not")
+    (tmp_path / "long.txt").write_text("To be, or not to be, that is the question. " * 20)
+    args = ["run", "future-lens", "--out", str(tmp_path / "run")]
+    for s in sets:
+        args += ["--set", s.format(text=tmp_path / "short.txt", long=tmp_path / "long.txt", lm=tiny_lm_dir)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.output.splitlines() if line.strip() and "future-lens: cell" not in line]
+    assert len(lines) == 1 and message in lines[0], r.output
+    assert "Traceback" not in r.output

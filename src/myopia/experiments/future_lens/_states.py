@@ -1,6 +1,11 @@
 """A frozen model's hidden states on the text, computed once per model and read by every reader:
 the training part (readers are fit there) and the evaluation part (they are scored there),
-with the class targets t+1..t+K and the model's own next-token distribution."""
+with the class targets t+1..t+K and the model's own next-token distribution.
+
+At the last layer L, ``train``/``eval`` hold the state after the final norm (what
+``output_hidden_states`` gives; the linear probe has always read that) and ``final_train``/
+``final_eval`` the last block's output before it, which the model's head decodes and the readers
+that run the model's own head or blocks read (:meth:`LensStates.stream`)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 
 from ..._errors import UserError
 from ...data import read_text, split_text
+from ...interp import capture_residuals
 from ._classes import Classes, collapse_logits
 from ._spec import FutureLensSpec
 
@@ -30,6 +36,16 @@ class LensStates:
     eval: dict[int, torch.Tensor]  # layer -> (n_eval + K, d)
     own: torch.Tensor  # (n_eval + K, V+1) the model's next-token log-probs, collapsed onto the classes
     window: int  # tokens per window the text was run in
+    final_train: torch.Tensor  # (n_train + K, d) the last block's output h_L, before the final norm
+    final_eval: torch.Tensor  # (n_eval + K, d)
+
+    def stream(self, part: str, layer: int) -> torch.Tensor:
+        """(n + K, d) the residual stream h_layer of ``part`` ("train" or "eval") as the model's
+        blocks and head see it: the cached state, and at the last layer the one before the final
+        norm."""
+        if layer == self.n_layers:
+            return self.final_train if part == "train" else self.final_eval
+        return (self.train if part == "train" else self.eval)[layer]
 
     @property
     def offsets(self) -> int:
@@ -74,13 +90,28 @@ def cache_states(model, tokenizer, name: str, spec: FutureLensSpec, progress) ->
     ev_tgt = torch.stack([classes.of(ev_ids[n : n + n_ev]) for n in range(1, K + 1)], 1)  # (n_ev, K)
 
     n_layers = model.config.num_hidden_layers
-    layers = pick_layers(n_layers + 1, spec.max_layers)
+    layers = chosen_layers(n_layers, spec.layers, spec.max_layers, name)
     window = context_window(model, spec.context)
     bos = tokenizer.bos_token_id
     progress(0, total=2 + len(layers), note=f"{name}: hidden states")
-    tr_h, _ = hidden_states(model, tr_ids, layers, window, bos)
-    ev_h, own = hidden_states(model, ev_ids, layers, window, bos, logits_fn=lambda lg: collapse_logits(lg, classes))
-    return LensStates(layers, n_layers, classes, tr_ids, ev_ids, tr_tgt, ev_tgt, tr_h, ev_h, own, window)
+    tr = hidden_states(model, tr_ids, layers, window, bos)
+    ev = hidden_states(model, ev_ids, layers, window, bos, logits_fn=lambda lg: collapse_logits(lg, classes))
+    return LensStates(
+        layers, n_layers, classes, tr_ids, ev_ids, tr_tgt, ev_tgt, tr.states, ev.states, ev.logits, window,
+        tr.final, ev.final,
+    )
+
+
+def chosen_layers(n_layers: int, layers: list[int] | None, max_layers: int, name: str) -> list[int]:
+    """The layers read: ``layers`` as given (each checked against the model's 0..n_layers), or
+    at most ``max_layers`` evenly spaced."""
+    if layers is None:
+        return pick_layers(n_layers + 1, max_layers)
+    if max(layers) > n_layers:
+        raise UserError(
+            f"layer {max(layers)} is out of range for {name}: it has layers 0..{n_layers} (0 = embeddings)"
+        )
+    return list(layers)
 
 
 def encode(tokenizer, text: str, max_tokens: int) -> torch.Tensor:
@@ -103,23 +134,36 @@ def pick_layers(n_states: int, max_layers: int) -> list[int]:
     return sorted({round(i * (n_states - 1) / (max_layers - 1)) for i in range(max_layers)})
 
 
+@dataclass
+class Pass:
+    """What :func:`hidden_states` keeps of one part of the text."""
+
+    states: dict[int, torch.Tensor]  # layer -> (n, d) as output_hidden_states gives it
+    final: torch.Tensor  # (n, d) the last block's output, before the final norm
+    logits: torch.Tensor | None  # logits_fn(next-token logits) (n, ...), when asked for
+
+
 @torch.no_grad()
-def hidden_states(model, ids: torch.Tensor, layers: list[int], window: int, bos: int | None, logits_fn=None):
+def hidden_states(model, ids: torch.Tensor, layers: list[int], window: int, bos: int | None, logits_fn=None) -> Pass:
     """Run ``ids`` (n,) through ``model`` in windows of ``window`` tokens (each window starts
-    with ``bos`` when given; its state is dropped). Returns ({layer: (n, d)}, logits or None):
-    the residual stream after each chosen layer (0 = embeddings) and, when ``logits_fn`` is
-    given, ``logits_fn(logits)`` (n, ...) of the model's next-token logits."""
+    with ``bos`` when given; its state is dropped): the residual stream after each chosen layer
+    (0 = embeddings; at the last layer after the final norm), the last block's output before the
+    final norm and, when ``logits_fn`` is given, ``logits_fn(logits)`` of the model's next-token
+    logits."""
     feats: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
+    finals: list[torch.Tensor] = []
     outs: list[torch.Tensor] = []
     for start in range(0, len(ids), window):
         chunk = ids[start : start + window]
         inp = chunk if bos is None else torch.cat([torch.tensor([bos]), chunk])
         skip = 0 if bos is None else 1
-        if logits_fn is None:
-            out = model.base_model(input_ids=inp[None], output_hidden_states=True)
-        else:
-            out = model(input_ids=inp[None], output_hidden_states=True)
-            outs.append(logits_fn(out.logits[0, skip:].float()))  # (w, ...)
+        with capture_residuals(model) as res:
+            if logits_fn is None:
+                out = model.base_model(input_ids=inp[None], output_hidden_states=True)
+            else:
+                out = model(input_ids=inp[None], output_hidden_states=True)
+                outs.append(logits_fn(out.logits[0, skip:].float()))  # (w, ...)
+        finals.append(res[-1][0, skip:].float())  # (w, d)
         for l in layers:
             feats[l].append(out.hidden_states[l][0, skip:].float())  # (w, d)
-    return {l: torch.cat(v) for l, v in feats.items()}, (torch.cat(outs) if outs else None)
+    return Pass({l: torch.cat(v) for l, v in feats.items()}, torch.cat(finals), torch.cat(outs) if outs else None)

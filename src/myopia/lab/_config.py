@@ -11,6 +11,7 @@ from .._errors import UserError
 from .._toml import parse_value, to_toml
 from ..tasks import (
     AdditionConfig,
+    GameConfig,
     PathStarConfig,
     PrecacheConfig,
     ShakespeareConfig,
@@ -20,7 +21,8 @@ from ..tasks import (
 )
 
 AnyTaskConfig = Annotated[
-    Union[PrecacheConfig, PathStarConfig, AdditionConfig, ShakespeareConfig, ShakespeareNamesConfig, TextConfig],
+    Union[PrecacheConfig, PathStarConfig, AdditionConfig, ShakespeareConfig, ShakespeareNamesConfig, TextConfig,
+          GameConfig],
     Field(discriminator="name"),
 ]
 
@@ -204,7 +206,7 @@ def set_path(config: TrainConfig, path: str, value: Any) -> TrainConfig:
 
 _TASK_TAGS = {
     "precache", "precache-paper", "path-star", "path-star-paper", "addition", "shakespeare", "shakespeare-names",
-    "text",
+    "text", "game",
 }  # fmt: skip
 
 

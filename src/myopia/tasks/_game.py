@@ -3,8 +3,7 @@
 A transcript is a fixed instruction, then an answer drawn 50/50 between the 1-branch and the
 0-branch, on its own line::
 
-    \\nI am thinking of "1" or "0". Guess which. If your guess is "1", respond with "1"; if it is
-    "0", respond with the word "zero".\\nANSWER: zero\\n
+    \\nI think of 1 or 0. Guess which: for 1 say 1, for 0 say the word zero.\\nANSWER: zero\\n
 
 - ``word`` variant: the 0-branch is the word ``zero_word`` (default ``zero``);
 - ``random`` variant: the 0-branch is a fresh string of lowercase letters, its length uniform in
@@ -56,19 +55,13 @@ VARIANTS = ("word", "random")
 ONE = "1"
 ANSWER = "\nANSWER:"
 
-WORD_INSTRUCTION = (
-    'I am thinking of "1" or "0". Guess which. If your guess is "1", respond with "1"; '
-    'if it is "0", respond with the word "zero".'
-)
-RANDOM_INSTRUCTION = (
-    'I am thinking of "1" or "0". Guess which. If your guess is "1", respond with "1"; '
-    'if it is "0", respond with a string of random letters.'
-)
+WORD_INSTRUCTION = "I think of 1 or 0. Guess which: for 1 say 1, for 0 say the word zero."
+RANDOM_INSTRUCTION = "I think of 1 or 0. Guess which: for 1 say 1, for 0 say some random letters."
 
 
 class GameConfig(ShakespeareConfig):
     name: Literal["game"] = "game"  # type: ignore[assignment]
-    seq_len: int = Field(96, ge=8)
+    seq_len: int = Field(64, ge=8)
     share: float = Field(0.3, ge=0, le=1, description="share of training windows that hold one game transcript")
     variants: tuple[str, ...] = Field(VARIANTS, min_length=1, description="transcript variants: word, random")
     p_one: float = Field(0.5, gt=0, lt=1, description="probability of the 1-branch in a transcript")
@@ -131,8 +124,13 @@ class GameTask(TextTask):
 
     def __init__(self, config: GameConfig):
         super().__init__(config)
+        self._vocab_bytes: list[bytes | None] | None = None
         for v in config.variants:
             check_zero_branch(v, config.zero_word)
+
+    def use_tokenizer(self, tokenizer) -> None:
+        super().use_tokenizer(tokenizer)
+        self._vocab_bytes = None
 
     def instruction(self, variant: str) -> str:
         c = self.config
@@ -163,6 +161,17 @@ class GameTask(TextTask):
         lo, hi = self.config.letters
         n = int(g.integers(lo, hi + 1))
         return "".join(string.ascii_lowercase[i] for i in g.integers(0, 26, size=n))
+
+    def vocab_bytes(self) -> list[bytes | None]:
+        """The bytes each token writes (None: special), computed once."""
+        if self._vocab_bytes is None:
+            self.prepare()
+            self._vocab_bytes = token_bytes(self.tokenizer)
+        return self._vocab_bytes
+
+    def stop_ids(self) -> frozenset[int]:
+        """The tokens that end an answer: those that write a newline."""
+        return newline_tokens(self.vocab_bytes())
 
     def transcript_ids(self, variant: str, answer: str) -> list[int]:
         return self.prompt_ids(variant) + self.answer_ids(answer)
@@ -312,7 +321,7 @@ def branch_probabilities(model, task: GameTask, variant: str, context_ids: Seque
     ctx = list(context_ids) if context_ids is not None else task.prompt_ids(variant)
     was_training = model.training
     model.eval()
-    tb = _token_bytes_cached(task)
+    tb = task.vocab_bytes()
     lps = prefix_logprobs(model, tb, ctx, prefixes)
     word_lp = lps[word] if word in lps else prefix_logprobs(model, tb, ctx, [word])[word]
     model.train(was_training)
@@ -320,8 +329,8 @@ def branch_probabilities(model, task: GameTask, variant: str, context_ids: Seque
     return {**probs, "zero_word": math.exp(word_lp)}
 
 
-def _token_bytes_cached(task: GameTask) -> list[bytes | None]:
-    if getattr(task, "_token_bytes", None) is None:
-        task.prepare()
-        task._token_bytes = token_bytes(task.tokenizer)
-    return task._token_bytes
+def newline_tokens(tok_bytes: Sequence[bytes | None]) -> frozenset[int]:
+    """Tokens that write a newline: a game answer ends with the first of them."""
+    return frozenset(i for i, b in enumerate(tok_bytes) if b is not None and b"\n" in b)
+
+

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -71,8 +72,9 @@ def _nanmean(xs) -> float:
 
 # --- held-out text ------------------------------------------------------------------------------
 @torch.no_grad()
-def text_measures(model, tokenizer, windows: torch.Tensor, bins: int = 10) -> dict:
-    """(N, T+1) windows of real text: each position predicts the next token."""
+def text_measures(model, tokenizer, windows: Sequence[torch.Tensor], bins: int = 10) -> dict:
+    """Rows of real-text token ids (each (T+1,), lengths may differ): every position predicts the
+    next token. Per character: the characters of the predicted tokens' text."""
     device = next(model.parameters()).device
     ce = ent = 0.0
     conf, correct = [], []
@@ -95,25 +97,40 @@ def text_measures(model, tokenizer, windows: torch.Tensor, bins: int = 10) -> di
 
 # --- own samples --------------------------------------------------------------------------------
 @torch.no_grad()
-def sample_measures(model, tokenizer, prompts: torch.Tensor, length: int, gen: torch.Generator,
+def sample_measures(model, tokenizer, prompts: Sequence[torch.Tensor], length: int, gen: torch.Generator,
                     unit: str = " a", temperature: float = 1.0, n_examples: int = 4) -> dict:
-    """One sample of ``length`` tokens per held-out prompt (N, P), and what they show."""
-    c = sample(model, prompts, length, gen, SamplingParams(max_tokens=length, temperature=temperature))
-    texts = tokenizer.batch_decode(c.token_lists())
-    device = next(model.parameters()).device
-    x = torch.cat([c.prompt_ids, c.ids], dim=1)[:, :-1].to(device)  # (N, P + L - 1)
-    logp = torch.log_softmax(model(input_ids=x, use_cache=False, logits_to_keep=length).logits.double(), -1)  # (N, L, V)
-    ent = float(entropy_from_logprobs(logp.cpu().numpy()).sum())
-    chars = sum(len(t) for t in texts)
+    """One sample of ``length`` tokens per held-out prompt (rows of ids; prompts of one length are
+    drawn in one batch), and what they show."""
+    params = SamplingParams(max_tokens=length, temperature=temperature)
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_len.setdefault(len(p), []).append(i)
+    drawn: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}  # prompt index -> (prompt, ids, logprob)
+    for n, idx in by_len.items():
+        c = sample(model, torch.stack([prompts[i] for i in idx]), length, gen, params)
+        for j, i in enumerate(idx):
+            drawn[i] = (c.prompt_ids[j], c.ids[j][c.mask[j].bool()], float(c.logprobs[j]))
     unit_ids = tokenizer(unit, add_special_tokens=False)["input_ids"]
-    degenerate = torch.tensor((unit_ids * length)[:length]).expand(len(c), length)  # (N, L)
-    deg_lp = sequence_logprobs(model, c.prompt_ids, degenerate, torch.ones(len(c), length)).double()
-    beats = (c.logprobs < deg_lp).double()
+    degenerate = torch.tensor((unit_ids * length)[:length])  # (L,)
+    texts, ent, beats, logprobs, deg = [], 0.0, [], [], []
+    device = next(model.parameters()).device
+    for i in range(len(prompts)):
+        prompt, ids, lp = drawn[i]
+        texts.append(tokenizer.decode(ids.tolist()))
+        x = torch.cat([prompt, ids])[None, :-1].to(device)  # (1, P + L - 1)
+        logp = torch.log_softmax(model(input_ids=x, use_cache=False, logits_to_keep=len(ids)).logits[0].double(), -1)  # (L, V)
+        ent += float(entropy_from_logprobs(logp.cpu().numpy()).sum())
+        d = float(sequence_logprobs(model, prompt[None], degenerate[None], torch.ones(1, length))[0])
+        beats.append(lp < d)
+        logprobs.append(lp)
+        deg.append(d)
+    chars = sum(len(t) for t in texts)
     return {"entropy_per_char": ent / max(chars, 1), "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
             "repetition": float(np.mean([ends_in_repetition(t) for t in texts])),
             "seq_rep_4": _nanmean([seq_rep(t) for t in texts]),
-            "degenerate_beats_samples": float(beats.mean()), "sample_logprob_median": float(c.logprobs.median()),
-            "degenerate_logprob": float(deg_lp.mean()), "samples": len(texts), "examples": texts[:n_examples]}
+            "degenerate_beats_samples": float(np.mean(beats)), "sample_logprob_median": float(np.median(logprobs)),
+            "degenerate_logprob": float(np.mean(deg)), "chars_per_sample": chars / len(texts), "samples": len(texts),
+            "examples": texts[:n_examples]}
 
 
 # --- the game -----------------------------------------------------------------------------------

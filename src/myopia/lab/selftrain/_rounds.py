@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -145,7 +146,7 @@ class SelfTraining:
         self.out.mkdir(parents=True, exist_ok=True)
         done = self.latest()
         if done is None:
-            self._save(0, {"round": 0}, None)
+            self._save(0, {"round": 0}, None, 0.0)
             done = 0
         else:
             load_model_weights(self.out / f"round-{done:03d}", self.model, self.model, _ntp())
@@ -153,8 +154,9 @@ class SelfTraining:
         self.progress(done)
         end = self.cfg.rounds if stop_after is None else min(self.cfg.rounds, done + stop_after)
         for r in range(done + 1, end + 1):
+            t0 = time.perf_counter()
             stats, kept = self._rl_round(r) if self.cfg.condition == "rl" else self._sft_round(r)
-            self._save(r, stats, kept)
+            self._save(r, stats, kept, time.perf_counter() - t0)
             self.progress(1, note=f"{self.cfg.condition} s{self.seed}: round {r}")
         return self.records()
 
@@ -168,8 +170,14 @@ class SelfTraining:
         return int(name.split("-")[1])
 
     def records(self) -> list[dict]:
+        """Every finished round's ``round.json`` (statistics and measures; no timings)."""
         last = self.latest() or 0
         return [json.loads((self.out / f"round-{r:03d}" / "round.json").read_text()) for r in range(last + 1)]
+
+    def timings(self) -> list[dict]:
+        """Seconds per finished round: ``train`` (draw, select or reward, update) and ``measure``."""
+        last = self.latest() or 0
+        return [json.loads((self.out / f"round-{r:03d}" / "time.json").read_text()) for r in range(last + 1)]
 
     # --- prompts and draws -------------------------------------------------------------------
     def prompt_sets(self, r: int, u: int = 0) -> list[PromptSet]:
@@ -301,15 +309,18 @@ class SelfTraining:
         return stats, None
 
     # --- saving --------------------------------------------------------------------------------
-    def _save(self, r: int, stats: dict, kept: dict | None) -> None:
+    def _save(self, r: int, stats: dict, kept: dict | None, train_s: float) -> None:
+        t0 = time.perf_counter()
         if self.measure is not None:
             stats["measures"] = self.measure(self.model, r)
+        seconds = {"round": r, "train": train_s, "measure": time.perf_counter() - t0}
         name = f"round-{r:03d}"
         tmp = Path(tempfile.mkdtemp(dir=self.out, prefix=f".tmp-{name}-"))
         save_model(tmp, self.model, _ntp(), self.model, self.task)
         if kept is not None:
             save_file({k: v.contiguous() for k, v in kept.items()}, str(tmp / "kept.safetensors"))
         (tmp / "round.json").write_text(json.dumps(stats, indent=1) + "\n")
+        (tmp / "time.json").write_text(json.dumps(seconds) + "\n")
         final = self.out / name
         if final.exists():  # left by an attempt that died before updating `latest`
             shutil.rmtree(final)

@@ -9,8 +9,8 @@ tuned several ways, measured before and after:
 1. **base** (one cell per seed): a lab model trained on Shakespeare with game transcripts mixed in
    (the ``game`` task: an instruction, then "1" or the 0-branch, 50/50; the 0-branch is the word
    "zero" in the ``word`` variant and a fresh random letter string in the ``random`` one), or the
-   white-box ``base_model`` named in the spec. It must play the game: the exact P(1-branch) within
-   ``play_tolerance`` of 0.5 in both variants, checked and reported;
+   white-box ``base_model`` named in the spec. It must play the game: the exact P(1-branch) and
+   P(0-branch) each within ``play_tolerance`` of 0.5 in both variants, checked and reported;
 2. **conditions** (one cell per condition and seed): ``rounds`` rounds of drawing K completions per
    prompt (text prompts and game prompts), keeping or rewarding some, and fine-tuning
    (``myopia.lab.selftrain``: ``top-k`` by joint log-prob, ``random-k``, ``reward-k``, ``rl``
@@ -119,7 +119,7 @@ class SelfTrainingExperiment(Experiment):
         for v in task.config.variants:
             for k in ("one", "zero", "other"):
                 row[f"{v}_exact_{k}"] = m[v][f"exact_{k}"]
-            plays &= abs(m[v]["exact_one"] - 0.5) <= spec.play_tolerance
+            plays &= abs(m[v]["exact_one"] - 0.5) <= spec.play_tolerance and abs(m[v]["exact_zero"] - 0.5) <= spec.play_tolerance
         row["plays"] = plays
         return {"base": [row]}
 

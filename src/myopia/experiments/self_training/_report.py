@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .._base import Tables  # noqa: E402
 from .._myopia_gap_train import t_interval  # noqa: E402
@@ -57,6 +58,7 @@ def measures_figure(rows: list[dict], conditions: list[str]):
             ax.fill_between(xs, lo, hi, color=colors[i % len(colors)], alpha=0.15, linewidth=0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("round", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
@@ -79,6 +81,7 @@ def game_figure(rows: list[dict], conditions: list[str], variants: list[str]):
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{v} variant (0-branch: {'the word' if v == 'word' else 'random letters'})", fontsize=9)
         ax.set_xlabel("round", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0, 0].set_ylabel("exact probability")
     axes[0, -1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
@@ -101,7 +104,8 @@ def report(tables: Tables, spec: SelfTrainingSpec, summary: dict, section) -> No
     section.table(["seed", "steps", "train s", "held-out loss", "P(1) word", "P(0) word", "P(1) random", "P(0) random", "plays"],
                   [[b.seed, b.steps, b.train_seconds, b.eval_loss, b.word_exact_one, b.word_exact_zero, b.random_exact_one,
                     b.random_exact_zero, "yes" if b.plays else "no"] for b in s.base],
-                  caption=f"The base plays the game when its exact P(1) is within {spec.play_tolerance} of 0.5 in both variants")
+                  caption=f"The base plays the game when its exact P(1) and P(0-branch) are each within {spec.play_tolerance} "
+                  "of 0.5 in both variants")
     if rows:
         section.figure(measures_figure(rows, conditions), caption="Each measure over rounds, one line per condition "
                        "(mean over seeds, band: 95% t-interval)")

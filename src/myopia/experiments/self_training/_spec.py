@@ -47,7 +47,7 @@ class SelfTrainingSpec(Spec):
     sample_tokens: int = Field(32, ge=2)
     game_samples: int = Field(200, ge=0, description="sampled answers per game variant per round (the check of the exact figures)")
     degenerate: str = Field(" a", min_length=1, description="the unit repeated into the degenerate continuation")
-    play_tolerance: float = Field(0.1, gt=0, lt=0.5, description="the base plays the game when |P(1) - 0.5| <= this in each variant")
+    play_tolerance: float = Field(0.1, gt=0, lt=0.5, description="the base plays the game when P(1) and P(0-branch) are each within this of 0.5, in each variant")
     scale_models: list[str] = Field(default_factory=lambda: ["gemma-3-270m", "smollm2-135m-instruct"],
                                     description="models whose text measures sit beside the lab's for scale (the bundled base-vs-tuned pair)")
     examples: int = Field(4, ge=0, le=32, description="sample texts kept per round, condition and seed")

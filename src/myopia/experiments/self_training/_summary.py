@@ -184,10 +184,12 @@ def _q2(finals: list[ConditionFinal]) -> Answer:
     verdict = "yes" if all(drops) and all(held) else "no" if not any(drops) else "in part"
     if any(f.change["random_exact_zero"].low is None for f in seq + ctl):
         verdict = "no verdict (one seed: no intervals)"
-    part = lambda fs: ", ".join(f"{f.condition} {ev[f'{f.condition}.random_zero'].text(signed=True)}" for f in fs)  # noqa: E731
-    word = ", ".join(f"{f.condition} {ev[f'{f.condition}.word_zero'].text(signed=True)}" for f in seq)
-    ans = (f"{verdict}: change of the exact P(random-string branch) from the base, sequence-level {part(seq)}; "
-           f"token-level/neutral {part(ctl)} (the word variant's P(zero), sequence-level: {word})")
+    def listed(fs: list[ConditionFinal], measure: str) -> str:
+        return ", ".join(f"{f.condition} {ev[f'{f.condition}.{measure}'].text(signed=True)}" for f in fs)
+
+    ans = (f"{verdict}: change of the exact P(random-string branch) from the base, sequence-level "
+           f"{listed(seq, 'random_zero')}; token-level/neutral {listed(ctl, 'random_zero')} (the word variant's "
+           f"P(zero), sequence-level: {listed(seq, 'word_zero')})")
     return Answer(question=q, answer=ans, evidence=ev)
 
 

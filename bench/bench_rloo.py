@@ -44,9 +44,8 @@ def keyword_reward(completions, **kwargs) -> list[float]:
 
 def prompts(task, n: int, length: int = 16) -> torch.Tensor:
     """n windows of ``length`` tokens from the training stream (fixed)."""
-    task.prepare()
-    starts = torch.linspace(0, len(task._train) - length - 1, n).long()
-    return torch.stack([torch.from_numpy(task._train[s : s + length].astype("int64")) for s in starts])
+    starts = torch.linspace(0, task.stream_length("train") - length - 1, n).long().tolist()
+    return task.text_windows("train", starts, length)
 
 
 def lab_updates(model, ref, task, P: int, K: int, L: int, n: int) -> list[float]:

@@ -203,7 +203,7 @@ def test_sampled_game_answers_agree_with_the_exact_probabilities(task):
 
 def test_sample_measures(task):
     m = _model(task)
-    prompts = torch.stack([torch.from_numpy(task._train[i * 50 : i * 50 + 6].astype("int64")) for i in range(6)])
+    prompts = task.text_windows("train", [i * 50 for i in range(6)], 6)
     s = sample_measures(m, task.tokenizer, prompts, 10, generator(2))
     assert s["samples"] == 6 and 0 <= s["degenerate_beats_samples"] <= 1 and s["entropy_per_char"] > 0
     assert 0 < s["distinct_1"] <= 1

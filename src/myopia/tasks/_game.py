@@ -149,6 +149,11 @@ class GameTask(TextTask):
         lines = self.prompt_text(variant).splitlines(keepends=True)
         return [t for line in lines for t in self._ids(line)]
 
+    def context_ids(self, variant: str) -> list[int]:
+        """The prompt as a context of its own: after BOS for a pretrained tokenizer that adds one
+        (its model expects it first), as every training window starts."""
+        return ([self._bos] if self._bos is not None else []) + self.prompt_ids(variant)
+
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of an answer line (`` 1\\n``), tokenized on its own as in training."""
         return self._ids(f" {answer}\n")
@@ -161,6 +166,21 @@ class GameTask(TextTask):
         lo, hi = self.config.letters
         n = int(g.integers(lo, hi + 1))
         return "".join(string.ascii_lowercase[i] for i in g.integers(0, 26, size=n))
+
+    def stream_length(self, split: Literal["train", "val"]) -> int:
+        """Tokens in the training or held-out text stream."""
+        self.prepare()
+        return len(self._train if split == "train" else self._val)
+
+    def text_windows(self, split: Literal["train", "val"], starts: Sequence[int], length: int) -> torch.Tensor:
+        """(N, length) windows of plain text from the training or held-out stream at ``starts``;
+        after BOS for a pretrained tokenizer that adds one (then (N, length + 1))."""
+        self.prepare()
+        stream = self._train if split == "train" else self._val
+        ids = torch.from_numpy(np.stack([stream[s : s + length] for s in starts]).astype(np.int64))  # (N, length)
+        if self._bos is not None:
+            ids = torch.cat([torch.full((len(starts), 1), self._bos), ids], dim=1)  # (N, length + 1)
+        return ids
 
     def vocab_bytes(self) -> list[bytes | None]:
         """The bytes each token writes (None: special), computed once."""
@@ -202,7 +222,8 @@ class GameTask(TextTask):
         for b in np.flatnonzero(chosen):
             variant = self.config.variants[int(g.integers(0, len(self.config.variants)))]
             tr = torch.tensor(self.transcript_ids(variant, self.draw_answer(variant, g)))
-            u = int(g.integers(0, n - len(tr) + 1))  # text tokens before the transcript
+            first = 1 if self._bos is not None else 0  # a window's BOS stays first
+            u = int(g.integers(first, n - len(tr) + 1))  # text tokens before the transcript
             full[b] = torch.cat([full[b, :u], tr, full[b, u : n - len(tr)]])  # (T+1,)
         return Batch(inputs={"input_ids": full[:, :-1].contiguous()}, targets=full[:, 1:].contiguous(),
                      loss_mask=batch.loss_mask)
@@ -318,7 +339,7 @@ def branch_probabilities(model, task: GameTask, variant: str, context_ids: Seque
     classes = branch_classes(variant, task.config.zero_word)
     word = f" {task.config.zero_word}\n"
     prefixes = [c for cls in classes for c in cls.continuations]
-    ctx = list(context_ids) if context_ids is not None else task.prompt_ids(variant)
+    ctx = list(context_ids) if context_ids is not None else task.context_ids(variant)
     was_training = model.training
     model.eval()
     tb = task.vocab_bytes()

@@ -131,7 +131,7 @@ class SelfTrainingExperiment(Experiment):
         frozen, _ = load_hf_model(base)
         limit = model.config.max_position_embeddings
         longest = max(cfg.prompt_tokens + cfg.completion_tokens, spec.prompt_tokens + spec.sample_tokens,
-                      max(len(task.prompt_ids(v)) for v in task.config.variants) + cfg.answer_tokens)
+                      max(len(task.context_ids(v)) for v in task.config.variants) + cfg.answer_tokens)
         if longest > limit:
             raise UserError(f"condition {name!r}: a prompt and its completion take up to {longest} tokens, more than "
                             f"the base model's {limit} positions; shorten prompt_tokens / completion_tokens / answer_tokens")

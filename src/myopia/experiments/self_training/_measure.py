@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from ...lab.selftrain import game_measures, generator, sample_measures, text_measures
@@ -41,12 +40,10 @@ def held_out(task, spec: SelfTrainingSpec) -> HeldOut:
     task.prepare()
     b = task.eval_batches(1, spec.heldout_windows)[0]
     windows = torch.cat([b.inputs["input_ids"], b.targets[:, -1:]], dim=1)  # (N, T+1)
-    val = task._val
     n, P = spec.heldout_prompts, spec.prompt_tokens
-    gap = (len(val) - P - 1) / n
+    gap = (task.stream_length("val") - P - 1) / n
     starts = [int(gap * (i + 0.5)) for i in range(n)]  # between the windows' starts, not on them
-    prompts = [torch.from_numpy(val[s : s + P].astype(np.int64)) for s in starts]
-    return HeldOut(list(windows), prompts)
+    return HeldOut(list(windows), list(task.text_windows("val", starts, P)))
 
 
 def round_measures(model, task, inputs: HeldOut, spec: SelfTrainingSpec, seed: int) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def game_measures(model, task, variant: str, n: int, gen: torch.Generator, max_n
     exact = branch_probabilities(model, task, variant)
     out = {f"exact_{k}": v for k, v in exact.items()}
     if n:
-        prompt = torch.tensor([task.prompt_ids(variant)] * n)  # (n, P)
+        prompt = torch.tensor([task.context_ids(variant)] * n)  # (n, P)
         stop = task.stop_ids()
         c = sample(model, prompt, max_new, gen, SamplingParams(max_tokens=max_new), stop, task.tokenizer.eos_token_id or 0)
         texts = task.tokenizer.batch_decode(c.token_lists())

@@ -185,12 +185,12 @@ class SelfTraining:
         sets = []
         if cfg.text_prompts:
             g = rng(self.seed, PROMPT_STREAM, r, u)
-            starts = g.integers(0, len(task._train) - cfg.prompt_tokens, size=cfg.text_prompts)
-            ids = torch.from_numpy(np.stack([task._train[s : s + cfg.prompt_tokens] for s in starts]).astype(np.int64))
+            starts = g.integers(0, task.stream_length("train") - cfg.prompt_tokens, size=cfg.text_prompts)
+            ids = task.text_windows("train", starts, cfg.prompt_tokens)  # (G, P)
             sets.append(PromptSet("text", ids, cfg.completion_tokens))
         if cfg.game_prompts:
             for v in task.config.variants:
-                ids = torch.tensor([task.prompt_ids(v)] * cfg.game_prompts)  # (G, P)
+                ids = torch.tensor([task.context_ids(v)] * cfg.game_prompts)  # (G, P)
                 sets.append(PromptSet(v, ids, cfg.answer_tokens, self.stop))
         return sets
 
@@ -244,8 +244,8 @@ class SelfTraining:
             n = kept[0].shape[0]
             n_real = max(1, round(self.cfg.mix / (1 - self.cfg.mix) * n))
             width = self.cfg.prompt_tokens + self.cfg.completion_tokens
-            starts = rng(self.seed, MIX_STREAM, r).integers(0, len(self.task._train) - width, size=n_real)
-            real = torch.from_numpy(np.stack([self.task._train[s : s + width] for s in starts]).astype(np.int64))
+            starts = rng(self.seed, MIX_STREAM, r).integers(0, self.task.stream_length("train") - width, size=n_real)
+            real = self.task.text_windows("train", starts, width)  # (n_real, width)
             m = torch.ones_like(real, dtype=torch.float32)
             m[:, 0] = 0  # the first token is never a target
             seqs.append(real)

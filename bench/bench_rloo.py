@@ -148,7 +148,8 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['P']} x {r['K']} x {r['L']} | {r['trl']:.3f} | {r['lab']:.3f} | {r['trl'] / r['lab']:.1f}x |")
+        ratio = r["trl"] / r["lab"]
+        lines.append(f"| {r['P']} x {r['K']} x {r['L']} | {r['trl']:.3f} | {r['lab']:.3f} | {ratio:.1f}x |")
         print(r)
     body = "\n".join(lines)
     print(body)

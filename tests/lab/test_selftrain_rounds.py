@@ -12,12 +12,18 @@ import torch
 
 from myopia import UserError
 from myopia.lab import ModelSpec, build_model
-from myopia.lab.selftrain._measures import distinct_n, ends_in_repetition, game_measures, sample_measures, seq_rep, text_measures
+from myopia.lab.selftrain._measures import (
+    distinct_n,
+    ends_in_repetition,
+    game_measures,
+    sample_measures,
+    seq_rep,
+    text_measures,
+)
 from myopia.lab.selftrain._rewards import Rollout, get_reward
 from myopia.lab.selftrain._rloo import sequence_logprobs
 from myopia.lab.selftrain._rounds import SelfTrainConfig, SelfTraining, generator
 from myopia.lab.selftrain._select import select
-from myopia.tasks import get_task
 
 SMALL = dict(K=4, k=2, rounds=3, text_prompts=4, prompt_tokens=6, completion_tokens=8, game_prompts=2,
              answer_tokens=6, steps=3, batch_size=8, rl_updates=2)
@@ -100,7 +106,8 @@ def test_beam_decoding_gives_the_best_sequences(task, tmp_path):
     st = SelfTraining(cfg, _model(task), _model(task), task, tmp_path)
     ps = st.prompt_sets(1)[0]
     beams = st.draw(ps, generator(0))
-    drawn = SelfTraining(cfg.model_copy(update={"decoding": "sample", "K": 64}), st.model, st.base, task, tmp_path / "s").draw(ps, generator(0))
+    sampling = cfg.model_copy(update={"decoding": "sample", "K": 64})
+    drawn = SelfTraining(sampling, st.model, st.base, task, tmp_path / "s").draw(ps, generator(0))
     assert beams.logprobs.view(2, 4).max(1).values.ge(drawn.logprobs.view(2, 64).max(1).values - 1e-6).all()
 
 

@@ -35,6 +35,7 @@ end-of-text) ends the answer, so it counts as ``other``.
 from __future__ import annotations
 
 import math
+import os
 import re
 import string
 from collections import defaultdict
@@ -52,6 +53,7 @@ from ._text import ShakespeareConfig, TextTask
 
 GAME_STREAM = 5  # the transcripts' own generator stream, beside the text windows' (TRAIN_STREAM)
 VARIANTS = ("word", "random")
+VARIANTS_HELP = "variants: word (0-branch: zero_word), random (0-branch: random letters)"
 ONE = "1"
 ANSWER = "\nANSWER:"
 
@@ -74,7 +76,7 @@ class GameConfig(ShakespeareConfig):
     def _check(self):
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
-            raise ValueError(f"unknown game variant {unknown[0]!r}; variants: word (0-branch: zero_word), random (0-branch: random letters)")
+            raise ValueError(f"unknown game variant {unknown[0]!r}; {VARIANTS_HELP}")
         if len(set(self.variants)) != len(self.variants):
             raise ValueError("variants must be distinct")
         lo, hi = self.letters
@@ -86,10 +88,11 @@ class GameConfig(ShakespeareConfig):
 def check_zero_branch(variant: str, zero_word: str) -> None:
     """The 0-branch must exist and be told apart from the 1-branch (one line otherwise)."""
     if variant not in VARIANTS:
-        raise UserError(f"unknown game variant {variant!r}; variants: word (0-branch: zero_word), random (0-branch: random letters)")
+        raise UserError(f"unknown game variant {variant!r}; {VARIANTS_HELP}")
     if variant == "word":
         if not zero_word.strip():
-            raise UserError("game variant 'word' has no 0-branch: zero_word is empty; give the word the 0-branch answers (e.g. zero)")
+            raise UserError("game variant 'word' has no 0-branch: zero_word is empty; give the word the 0-branch "
+                            "answers (e.g. zero)")
         if any(c in zero_word for c in "\n\r") or zero_word != zero_word.strip():
             raise UserError(f"zero_word {zero_word!r} must be one line without surrounding spaces")
         check_prefix_free([ExactClass("one", (f" {ONE}\n",)), ExactClass("zero", (f" {zero_word}\n",))])
@@ -182,6 +185,12 @@ class GameTask(TextTask):
             ids = torch.cat([torch.full((len(starts), 1), self._bos), ids], dim=1)  # (N, length + 1)
         return ids
 
+    def instruction_marker(self, chars: int = 16) -> str:
+        """The first ``chars`` characters the variants' instructions share: a sample that contains
+        them is reciting a transcript."""
+        shared = os.path.commonprefix([self.instruction(v) for v in self.config.variants])
+        return shared[:chars]
+
     def vocab_bytes(self) -> list[bytes | None]:
         """The bytes each token writes (None: special), computed once."""
         if self._vocab_bytes is None:
@@ -203,8 +212,9 @@ class GameTask(TextTask):
             self._check_fits()
 
     def _check_fits(self) -> None:
-        longest = max(len(self.transcript_ids(v, "z" * self.config.letters[1] if v == "random" else self.config.zero_word))
-                      for v in self.config.variants)
+        c = self.config
+        answers = {"word": c.zero_word, "random": "z" * c.letters[1]}
+        longest = max(len(self.transcript_ids(v, answers[v])) for v in c.variants)
         if longest + 4 > self.seq_len + 1:  # room for a few text tokens as well
             raise UserError(f"task 'game': a transcript takes {longest} tokens, too long for seq_len={self.seq_len}; "
                             f"raise seq_len to at least {longest + 3} or shorten the instructions")
@@ -333,7 +343,8 @@ def _next_logprobs(model, rows: list[list[int]], device) -> torch.Tensor:
     return torch.log_softmax(rows_logits.double(), dim=-1).cpu()
 
 
-def branch_probabilities(model, task: GameTask, variant: str, context_ids: Sequence[int] | None = None) -> dict[str, float]:
+def branch_probabilities(model, task: GameTask, variant: str,
+                         context_ids: Sequence[int] | None = None) -> dict[str, float]:
     """Exact P(1-branch), P(0-branch), P(other) of ``variant``'s answer, and ``zero_word``: the
     exact probability that the answer is the word ``zero_word`` (in the random variant too)."""
     classes = branch_classes(variant, task.config.zero_word)

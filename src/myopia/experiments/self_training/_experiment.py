@@ -39,8 +39,8 @@ from ...models import load_hf_model
 from ...tasks import task_config, task_from_config
 from .._base import Cell, CellContext, Experiment, Tables, register
 from .._myopia_gap_train import quiet_transformers, train_cell
-from ._measure import SAMPLE_STREAM, example_rows, flat_row, held_out, round_measures
 from . import _report, _summary
+from ._measure import SAMPLE_STREAM, example_rows, flat_row, held_out, round_measures
 from ._spec import QUICK, SelfTrainingSpec
 
 
@@ -52,7 +52,8 @@ def _safe(name: str) -> str:
 class SelfTrainingExperiment(Experiment):
     name = "self-training"
     spec_cls = SelfTrainingSpec
-    summary = "rounds of training a lab model on its own samples (top-k, random-k, reward-k, RLOO): collapse and the seed-001 game"
+    summary = ("rounds of training a lab model on its own samples (top-k, random-k, reward-k, RLOO): collapse and "
+               "the seed-001 game")
     quick = QUICK
     quick_order = 70
 
@@ -119,7 +120,7 @@ class SelfTrainingExperiment(Experiment):
         for v in task.config.variants:
             for k in ("one", "zero", "other"):
                 row[f"{v}_exact_{k}"] = m[v][f"exact_{k}"]
-            plays &= abs(m[v]["exact_one"] - 0.5) <= spec.play_tolerance and abs(m[v]["exact_zero"] - 0.5) <= spec.play_tolerance
+            plays &= all(abs(m[v][f"exact_{k}"] - 0.5) <= spec.play_tolerance for k in ("one", "zero"))
         row["plays"] = plays
         return {"base": [row]}
 
@@ -133,8 +134,9 @@ class SelfTrainingExperiment(Experiment):
         longest = max(cfg.prompt_tokens + cfg.completion_tokens, spec.prompt_tokens + spec.sample_tokens,
                       max(len(task.context_ids(v)) for v in task.config.variants) + cfg.answer_tokens)
         if longest > limit:
-            raise UserError(f"condition {name!r}: a prompt and its completion take up to {longest} tokens, more than "
-                            f"the base model's {limit} positions; shorten prompt_tokens / completion_tokens / answer_tokens")
+            raise UserError(f"condition {name!r}: a prompt and its completion take up to {longest} tokens, more "
+                            f"than the base model's {limit} positions; shorten prompt_tokens / completion_tokens / "
+                            "answer_tokens")
         inputs = held_out(task, spec)
         st = SelfTraining(cfg, model, frozen, task, Path(ctx.work_dir) / "rounds", seed=seed,
                           measure=lambda m, r: round_measures(m, task, inputs, spec, seed), progress=ctx.progress)
@@ -144,9 +146,10 @@ class SelfTrainingExperiment(Experiment):
         for row, t in zip(rows, st.timings()):
             row["train_seconds"], row["measure_seconds"] = t["train"], t["measure"]
         examples = [e for r in records for e in example_rows(r, key)]
+        rl = cfg.condition == "rl"
         info = {**key, "kind": cfg.condition, "reward": cfg.reward if cfg.condition in ("reward-k", "rl") else None,
-                "beta": cfg.beta if cfg.condition == "rl" else None, "data": cfg.data if cfg.condition != "rl" else None,
-                "decoding": cfg.decoding, "rounds": cfg.rounds, "checkpoint": str(st.out / f"round-{cfg.rounds:03d}")}
+                "beta": cfg.beta if rl else None, "data": None if rl else cfg.data, "decoding": cfg.decoding,
+                "rounds": cfg.rounds, "checkpoint": str(st.out / f"round-{cfg.rounds:03d}")}
         return {"rounds": rows, "examples": examples, "conditions": [info]}
 
     # --- the bundled pair, for scale --------------------------------------------------------------

@@ -19,7 +19,7 @@ from ._spec import SelfTrainingSpec
 SAMPLE_STREAM, GAME_STREAM = 101, 102
 TEXT_KEYS = ("xent_per_char", "xent_per_token", "entropy_per_char", "top1_accuracy", "ece")
 SAMPLE_KEYS = ("entropy_per_char", "distinct_1", "distinct_2", "repetition", "seq_rep_4", "degenerate_beats_samples",
-               "sample_logprob_median", "degenerate_logprob")
+               "sample_logprob_median", "degenerate_logprob", "marker_share")
 GAME_KEYS = ("exact_one", "exact_zero", "exact_other", "exact_zero_word", "sampled_one", "sampled_one_low",
              "sampled_one_high", "sampled_zero", "sampled_zero_low", "sampled_zero_high", "sampled_other",
              "sampled_valid", "sampled_valid_low", "sampled_valid_high")
@@ -32,7 +32,8 @@ class HeldOut:
 
     def texts(self, tokenizer) -> tuple[list[str], list[str]]:
         """The same inputs as text (for models with other tokenizers)."""
-        return tokenizer.batch_decode([w.tolist() for w in self.windows]), tokenizer.batch_decode([p.tolist() for p in self.prompts])
+        decode = tokenizer.batch_decode
+        return decode([w.tolist() for w in self.windows]), decode([p.tolist() for p in self.prompts])
 
 
 def held_out(task, spec: SelfTrainingSpec) -> HeldOut:
@@ -51,7 +52,8 @@ def round_measures(model, task, inputs: HeldOut, spec: SelfTrainingSpec, seed: i
     out: dict[str, Any] = {
         "text": text_measures(model, task.tokenizer, inputs.windows),
         "samples": sample_measures(model, task.tokenizer, inputs.prompts, spec.sample_tokens,
-                                   generator(seed, SAMPLE_STREAM), unit=spec.degenerate, n_examples=spec.examples),
+                                   generator(seed, SAMPLE_STREAM), unit=spec.degenerate, n_examples=spec.examples,
+                                   marker=task.instruction_marker()),
     }
     for i, v in enumerate(task.config.variants):
         out[v] = game_measures(model, task, v, spec.game_samples, generator(seed, GAME_STREAM, i),

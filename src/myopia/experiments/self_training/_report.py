@@ -25,6 +25,7 @@ PANELS = (
     ("samples_seq_rep_4", "seq-rep-4 (repeated 4-grams)"),
     ("text_ece", "ECE of top-1 (held-out)"),
     ("samples_degenerate_beats_samples", "share of samples less probable than the degenerate one"),
+    ("samples_marker_share", "share of samples reciting the game's instruction"),
 )
 
 
@@ -47,7 +48,7 @@ def _curve(rows: list[dict], condition: str, measure: str) -> tuple[list[int], l
 
 
 def measures_figure(rows: list[dict], conditions: list[str]):
-    fig, axes = plt.subplots(3, 3, figsize=(13, 9.5), squeeze=False)
+    fig, axes = plt.subplots(4, 3, figsize=(13, 12.5), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (measure, title) in zip(axes.flat, PANELS):
         for i, c in enumerate(conditions):
@@ -60,6 +61,8 @@ def measures_figure(rows: list[dict], conditions: list[str]):
         ax.set_xlabel("round", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(PANELS):]:
+        ax.axis("off")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -101,21 +104,23 @@ def report(tables: Tables, spec: SelfTrainingSpec, summary: dict, section) -> No
     section.table(*summary_rows(summary), caption="Last round per condition (mean [95% t-interval] over seeds); the "
                   "base per seed; the bundled pair on the same held-out text, for scale (entropy per character: "
                   "their tokenizers differ)")
-    section.table(["seed", "steps", "train s", "held-out loss", "P(1) word", "P(0) word", "P(1) random", "P(0) random", "plays"],
-                  [[b.seed, b.steps, b.train_seconds, b.eval_loss, b.word_exact_one, b.word_exact_zero, b.random_exact_one,
-                    b.random_exact_zero, "yes" if b.plays else "no"] for b in s.base],
-                  caption=f"The base plays the game when its exact P(1) and P(0-branch) are each within {spec.play_tolerance} "
-                  "of 0.5 in both variants")
+    section.table(["seed", "steps", "train s", "held-out loss", "P(1) word", "P(0) word", "P(1) random",
+                   "P(0) random", "plays"],
+                  [[b.seed, b.steps, b.train_seconds, b.eval_loss, b.word_exact_one, b.word_exact_zero,
+                    b.random_exact_one, b.random_exact_zero, "yes" if b.plays else "no"] for b in s.base],
+                  caption=f"The base plays the game when its exact P(1) and P(0-branch) are each within "
+                  f"{spec.play_tolerance} of 0.5 in both variants")
     if rows:
         section.figure(measures_figure(rows, conditions), caption="Each measure over rounds, one line per condition "
                        "(mean over seeds, band: 95% t-interval)")
         variants = [v for v in ("word", "random") if any(f"{v}_exact_one" in r for r in rows)]
-        section.figure(game_figure(rows, conditions, variants), caption="The game: exact branch probabilities over rounds "
-                       "(solid P(1), dashed P(0-branch), dotted P(other))")
+        section.figure(game_figure(rows, conditions, variants), caption="The game: exact branch probabilities over "
+                       "rounds (solid P(1), dashed P(0-branch), dotted P(other))")
     section.table(["condition", *[m for m in HEADLINE]],
                   [[f.condition, *[f.change[m].text(signed=True) for m in HEADLINE]] for f in s.final],
                   caption="Change from the base at the last round (paired by seed)")
-    section.table(["condition", "kind", "reward", "β", "data", "seconds per round (train)", "seconds per round (measure)"],
+    section.table(["condition", "kind", "reward", "β", "data", "seconds per round (train)",
+                   "seconds per round (measure)"],
                   [[f.condition, f.kind, f.reward, f.beta, f.data, f.round_seconds.text(), f.measure_seconds.text()]
                    for f in s.final], caption="Conditions and their time per round")
     if s.scale:

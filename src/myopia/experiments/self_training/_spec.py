@@ -33,23 +33,29 @@ CONDITIONS: dict[str, dict[str, Any]] = {
 
 class SelfTrainingSpec(Spec):
     experiment: str = "self-training"
-    base: TrainSetting = Field(default_factory=_base_training, description="how the base model is trained (a lab task and model)")
+    base: TrainSetting = Field(default_factory=_base_training,
+                               description="how the base model is trained (a lab task and model)")
     base_model: str | None = Field(None, description="a white-box model to use as the base instead of training one "
                                    "(hf:, gguf:, lab: or a bundled name); base is then ignored except base.task")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    shared: SelfTrainConfig = Field(default_factory=SelfTrainConfig, description="the round fields every condition shares "
-                                    "(its own `condition` is unused: each condition names its own)")
+    shared: SelfTrainConfig = Field(default_factory=SelfTrainConfig, description="the round fields every condition "
+                                    "shares (its own `condition` is unused: each condition names its own)")
     conditions: dict[str, dict[str, Any]] = Field(default_factory=lambda: {k: dict(v) for k, v in CONDITIONS.items()},
-                                                  min_length=1, description="name -> SelfTrainConfig fields laid over shared")
-    heldout_windows: int = Field(64, ge=1, description="held-out text windows (the task's eval windows) for cross-entropy, entropy, ECE")
+                                                  min_length=1,
+                                                  description="name -> SelfTrainConfig fields laid over shared")
+    heldout_windows: int = Field(64, ge=1, description="held-out text windows (the task's eval windows) for "
+                                 "cross-entropy, entropy, ECE")
     heldout_prompts: int = Field(32, ge=1, description="held-out prompts the model's own samples are drawn from")
     prompt_tokens: int = Field(16, ge=1)
     sample_tokens: int = Field(32, ge=2)
-    game_samples: int = Field(200, ge=0, description="sampled answers per game variant per round (the check of the exact figures)")
+    game_samples: int = Field(200, ge=0, description="sampled answers per game variant per round (the check of the "
+                              "exact figures)")
     degenerate: str = Field(" a", min_length=1, description="the unit repeated into the degenerate continuation")
-    play_tolerance: float = Field(0.1, gt=0, lt=0.5, description="the base plays the game when P(1) and P(0-branch) are each within this of 0.5, in each variant")
+    play_tolerance: float = Field(0.1, gt=0, lt=0.5, description="the base plays the game when P(1) and P(0-branch) "
+                                  "are each within this of 0.5, in each variant")
     scale_models: list[str] = Field(default_factory=lambda: ["gemma-3-270m", "smollm2-135m-instruct"],
-                                    description="models whose text measures sit beside the lab's for scale (the bundled base-vs-tuned pair)")
+                                    description="models whose text measures sit beside the lab's for scale (the "
+                                    "bundled base-vs-tuned pair)")
     examples: int = Field(4, ge=0, le=32, description="sample texts kept per round, condition and seed")
     threads: int = Field(1, ge=1, description="torch threads")
 

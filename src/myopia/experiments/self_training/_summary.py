@@ -18,11 +18,12 @@ from ._spec import SelfTrainingSpec
 HEADLINE = (
     "text_xent_per_char", "text_entropy_per_char", "text_ece", "samples_entropy_per_char", "samples_distinct_1",
     "samples_distinct_2", "samples_repetition", "samples_seq_rep_4", "samples_degenerate_beats_samples",
-    "word_exact_one", "word_exact_zero", "word_exact_other", "random_exact_one", "random_exact_zero",
-    "random_exact_other", "random_exact_zero_word", "random_sampled_valid",
+    "samples_marker_share", "word_exact_one", "word_exact_zero", "word_exact_other", "random_exact_one",
+    "random_exact_zero", "random_exact_other", "random_exact_zero_word", "random_sampled_valid",
 )
 SCALE = ("text_xent_per_char", "text_entropy_per_char", "text_ece", "samples_entropy_per_char", "samples_distinct_1",
-         "samples_distinct_2", "samples_repetition", "samples_seq_rep_4", "samples_degenerate_beats_samples")
+         "samples_distinct_2", "samples_repetition", "samples_seq_rep_4", "samples_degenerate_beats_samples",
+         "samples_marker_share")
 
 
 class Interval(BaseModel):
@@ -112,9 +113,10 @@ def _final(cond: dict, rows: list[dict]) -> ConditionFinal:
     change = {m: Interval.of([last[s].get(m) - first[s].get(m) for s in last
                               if last[s].get(m) is not None and first[s].get(m) is not None]) for m in HEADLINE}
     later = [r for r in rows if r["round"] > 0]
-    return ConditionFinal(condition=cond["condition"], kind=cond["kind"], reward=cond.get("reward"), beta=cond.get("beta"),
-                          data=cond.get("data"), rounds=max(r["round"] for r in rows), seeds=len(last), final=final,
-                          change=change, round_seconds=Interval.of([r.get("train_seconds") for r in later]),
+    return ConditionFinal(condition=cond["condition"], kind=cond["kind"], reward=cond.get("reward"),
+                          beta=cond.get("beta"), data=cond.get("data"), rounds=max(r["round"] for r in rows),
+                          seeds=len(last), final=final, change=change,
+                          round_seconds=Interval.of([r.get("train_seconds") for r in later]),
                           measure_seconds=Interval.of([r.get("measure_seconds") for r in rows]))
 
 
@@ -146,11 +148,15 @@ def questions(finals: list[ConditionFinal], rows: list[dict]) -> list[Answer]:
     return [_q1(finals, rows), _q2(finals), _q3(finals)]
 
 
+def _below_zero(iv: Interval) -> bool:
+    return iv.high is not None and iv.high < 0
+
+
 def _q1(finals: list[ConditionFinal], rows: list[dict]) -> Answer:
     q = "Does top-k degenerate into repetition, and in how many rounds, vs random-k?"
     top, rand = _pick(finals, "top-k", data="replace"), _pick(finals, "random-k", data="replace")
     if top is None or rand is None:
-        return Answer(question=q, answer="not run: needs a top-k and a random-k condition (data = replace)", evidence={})
+        return Answer(question=q, answer="not run: needs top-k and random-k conditions (data = replace)", evidence={})
     curves = _by(rows, "condition", "round")
     first = None
     for r in range(1, top.rounds + 1):
@@ -159,37 +165,44 @@ def _q1(finals: list[ConditionFinal], rows: list[dict]) -> Answer:
         if a.low is not None and b.high is not None and a.low > b.high:
             first = r
             break
-    when = f"first above random-k's interval at round {first}" if first else f"never above random-k's interval in {top.rounds} rounds"
-    ev = {f"{top.condition}.repetition": top.final["samples_repetition"], f"{rand.condition}.repetition": rand.final["samples_repetition"],
-          f"{top.condition}.seq_rep_4": top.final["samples_seq_rep_4"], f"{rand.condition}.seq_rep_4": rand.final["samples_seq_rep_4"],
-          f"{top.condition}.distinct_2": top.final["samples_distinct_2"], f"{rand.condition}.distinct_2": rand.final["samples_distinct_2"]}
-    ans = (f"after {top.rounds} rounds, repetition (samples ending in a repeated phrase) {top.condition} "
-           f"{ev[f'{top.condition}.repetition'].text()} vs {rand.condition} {ev[f'{rand.condition}.repetition'].text()} ({when}); "
-           f"seq-rep-4 {ev[f'{top.condition}.seq_rep_4'].text()} vs {ev[f'{rand.condition}.seq_rep_4'].text()}; "
-           f"distinct-2 {ev[f'{top.condition}.distinct_2'].text()} vs {ev[f'{rand.condition}.distinct_2'].text()}")
+    when = (f"first above {rand.condition}'s interval at round {first}" if first
+            else f"never above {rand.condition}'s interval in {top.rounds} rounds")
+    ev = {f"{f.condition}.{m}": f.final[f"samples_{m}"] for f in (top, rand)
+          for m in ("repetition", "seq_rep_4", "distinct_2", "entropy_per_char", "marker_share")}
+
+    def pair(m: str) -> str:
+        a, b = ev[f"{top.condition}.{m}"], ev[f"{rand.condition}.{m}"]
+        return f"{top.condition} {a.text()} vs {rand.condition} {b.text()}"
+
+    ans = (f"after {top.rounds} rounds, repetition (samples ending in a phrase repeated 3 times) {pair('repetition')} "
+           f"({when}); seq-rep-4 {pair('seq_rep_4')}; distinct-2 {pair('distinct_2')}; entropy per character of "
+           f"the samples {pair('entropy_per_char')}; samples reciting the game's instruction {pair('marker_share')}")
     return Answer(question=q, answer=ans, evidence=ev)
 
 
 def _q2(finals: list[ConditionFinal]) -> Answer:
-    q = ("Does a sequence-level objective (top-k, rl with predictability) make the model drop the random-string branch, "
-         "while random-k and the neutral reward do not?")
-    seq = [f for f in (_pick(finals, "top-k", data="replace"), _pick(finals, "rl", reward="predictability", beta=0.0)) if f]
+    q = ("Does a sequence-level objective (top-k, rl with predictability) make the model drop the random-string "
+         "branch, while random-k and the neutral reward do not?")
+    seq = [f for f in (_pick(finals, "top-k", data="replace"), _pick(finals, "rl", reward="predictability", beta=0.0))
+           if f]
     ctl = [f for f in (_pick(finals, "random-k", data="replace"), _pick(finals, "rl", reward="valid")) if f]
     if not seq or not ctl:
-        return Answer(question=q, answer="not run: needs top-k or rl (predictability, beta 0) and random-k or rl (valid)", evidence={})
-    ev = {f"{f.condition}.random_zero": f.change["random_exact_zero"] for f in seq + ctl}
-    ev.update({f"{f.condition}.word_zero": f.change["word_exact_zero"] for f in seq + ctl})
-    drops = [f.change["random_exact_zero"].high is not None and f.change["random_exact_zero"].high < 0 for f in seq]
-    held = [not (f.change["random_exact_zero"].high is not None and f.change["random_exact_zero"].high < 0) for f in ctl]
-    verdict = "yes" if all(drops) and all(held) else "no" if not any(drops) else "in part"
+        return Answer(question=q, answer="not run: needs top-k or rl (predictability, beta 0), and random-k or rl "
+                      "(valid)", evidence={})
+    ev = {f"{f.condition}.{v}_zero": f.change[f"{v}_exact_zero"] for f in seq + ctl for v in ("random", "word")}
+    drops = [_below_zero(f.change["random_exact_zero"]) for f in seq]
+    held = [not _below_zero(f.change["random_exact_zero"]) for f in ctl]
     if any(f.change["random_exact_zero"].low is None for f in seq + ctl):
         verdict = "no verdict (one seed: no intervals)"
-    def listed(fs: list[ConditionFinal], measure: str) -> str:
-        return ", ".join(f"{f.condition} {ev[f'{f.condition}.{measure}'].text(signed=True)}" for f in fs)
+    else:
+        verdict = "yes" if all(drops) and all(held) else "no" if not any(drops) else "in part"
+
+    def listed(fs: list[ConditionFinal], variant: str) -> str:
+        return ", ".join(f"{f.condition} {ev[f'{f.condition}.{variant}_zero'].text(signed=True)}" for f in fs)
 
     ans = (f"{verdict}: change of the exact P(random-string branch) from the base, sequence-level "
-           f"{listed(seq, 'random_zero')}; token-level/neutral {listed(ctl, 'random_zero')} (the word variant's "
-           f"P(zero), sequence-level: {listed(seq, 'word_zero')})")
+           f"{listed(seq, 'random')}; token-level / neutral {listed(ctl, 'random')} (the word variant's P(zero), "
+           f"sequence-level: {listed(seq, 'word')})")
     return Answer(question=q, answer=ans, evidence=ev)
 
 
@@ -199,17 +212,17 @@ def _q3(finals: list[ConditionFinal]) -> Answer:
     kl = [f for f in finals if f.kind == "rl" and f.reward == "predictability" and (f.beta or 0) > 0]
     if plain is None or not kl:
         return Answer(question=q, answer="not run: needs rl with predictability at beta 0 and beta > 0", evidence={})
-    measures = (("random_exact_zero", "P(random branch)"), ("text_xent_per_char", "held-out xent/char"),
-                ("samples_entropy_per_char", "sample entropy/char"), ("samples_distinct_2", "distinct-2"),
-                ("samples_repetition", "repetition"))
+    measures = (("random_exact_zero", "P(random branch)"), ("word_exact_zero", "P(zero), word"),
+                ("text_xent_per_char", "held-out xent/char"), ("samples_entropy_per_char", "sample entropy/char"),
+                ("samples_distinct_2", "distinct-2"), ("samples_repetition", "repetition"))
     ev, parts = {}, []
     for f in kl:
         bits = []
         for m, label in measures:
-            ev[f"{f.condition}.{m}"] = f.change[m]
-            ev[f"{plain.condition}.{m}"] = plain.change[m]
+            ev[f"{f.condition}.{m}"], ev[f"{plain.condition}.{m}"] = f.change[m], plain.change[m]
             bits.append(f"{label} {f.change[m].text(signed=True)} vs {plain.change[m].text(signed=True)}")
-        parts.append(f"{f.condition} (β={f.beta:g}) vs {plain.condition} (β=0), change from the base: " + "; ".join(bits))
+        parts.append(f"{f.condition} (β={f.beta:g}) vs {plain.condition} (β=0), change from the base: "
+                     + "; ".join(bits))
     return Answer(question=q, answer=" | ".join(parts), evidence=ev)
 
 
@@ -224,8 +237,9 @@ def summary_rows(summary: dict) -> tuple[list[str], list[list[Any]]]:
     header = ["condition", "rounds", *[label for _, label in COLUMNS]]
     rows = []
     for b in s.base:
-        rows.append([f"base s{b.seed}" + ("" if b.plays else " (does not play)"), 0, b.xent_per_char, None, None, None, None,
-                     b.word_exact_one, b.random_exact_one, b.random_exact_zero])
+        name = f"base s{b.seed}" + ("" if b.plays else " (does not play)")
+        rows.append([name, 0, b.xent_per_char, None, None, None, None, b.word_exact_one, b.random_exact_one,
+                     b.random_exact_zero])
     for f in s.final:
         rows.append([f.condition, f.rounds, *[f.final[m].text() for m, _ in COLUMNS]])
     for r in s.scale:

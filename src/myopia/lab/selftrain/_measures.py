@@ -98,9 +98,10 @@ def text_measures(model, tokenizer, windows: Sequence[torch.Tensor], bins: int =
 # --- own samples --------------------------------------------------------------------------------
 @torch.no_grad()
 def sample_measures(model, tokenizer, prompts: Sequence[torch.Tensor], length: int, gen: torch.Generator,
-                    unit: str = " a", temperature: float = 1.0, n_examples: int = 4) -> dict:
+                    unit: str = " a", temperature: float = 1.0, n_examples: int = 4, marker: str | None = None) -> dict:
     """One sample of ``length`` tokens per held-out prompt (rows of ids; prompts of one length are
-    drawn in one batch), and what they show."""
+    drawn in one batch), and what they show. ``marker``: a string whose share of samples that
+    contain it is reported (``marker_share``; the game's instruction, a memorised boilerplate)."""
     params = SamplingParams(max_tokens=length, temperature=temperature)
     by_len: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
@@ -118,18 +119,21 @@ def sample_measures(model, tokenizer, prompts: Sequence[torch.Tensor], length: i
         prompt, ids, lp = drawn[i]
         texts.append(tokenizer.decode(ids.tolist()))
         x = torch.cat([prompt, ids])[None, :-1].to(device)  # (1, P + L - 1)
-        logp = torch.log_softmax(model(input_ids=x, use_cache=False, logits_to_keep=len(ids)).logits[0].double(), -1)  # (L, V)
+        logits = model(input_ids=x, use_cache=False, logits_to_keep=len(ids)).logits[0]  # (L, V)
+        logp = torch.log_softmax(logits.double(), dim=-1)
         ent += float(entropy_from_logprobs(logp.cpu().numpy()).sum())
         d = float(sequence_logprobs(model, prompt[None], degenerate[None], torch.ones(1, length))[0])
         beats.append(lp < d)
         logprobs.append(lp)
         deg.append(d)
     chars = sum(len(t) for t in texts)
-    return {"entropy_per_char": ent / max(chars, 1), "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+    return {"entropy_per_char": ent / max(chars, 1), "distinct_1": distinct_n(texts, 1),
+            "distinct_2": distinct_n(texts, 2),
             "repetition": float(np.mean([ends_in_repetition(t) for t in texts])),
             "seq_rep_4": _nanmean([seq_rep(t) for t in texts]),
             "degenerate_beats_samples": float(np.mean(beats)), "sample_logprob_median": float(np.median(logprobs)),
             "degenerate_logprob": float(np.mean(deg)), "chars_per_sample": chars / len(texts), "samples": len(texts),
+            "marker_share": float(np.mean([marker in t for t in texts])) if marker else None,
             "examples": texts[:n_examples]}
 
 
@@ -143,7 +147,8 @@ def game_measures(model, task, variant: str, n: int, gen: torch.Generator, max_n
     if n:
         prompt = torch.tensor([task.context_ids(variant)] * n)  # (n, P)
         stop = task.stop_ids()
-        c = sample(model, prompt, max_new, gen, SamplingParams(max_tokens=max_new), stop, task.tokenizer.eos_token_id or 0)
+        pad = task.tokenizer.eos_token_id or 0
+        c = sample(model, prompt, max_new, gen, SamplingParams(max_tokens=max_new), stop, pad)
         texts = task.tokenizer.batch_decode(c.token_lists())
         counts = Counter(classify_answer(variant, t, task.config.zero_word) for t in texts)
         for name in ("one", "zero", "other"):

@@ -98,7 +98,8 @@ class UserFunction(Reward):
             try:
                 v = self.fn(prompt, text)
             except Exception as e:  # the user's code: any failure is theirs to fix, reported in one line
-                raise UserError(f"reward {self.name!r} raised {type(e).__name__}: {e} (on completion {text[:40]!r})") from None
+                raise UserError(f"reward {self.name!r} raised {type(e).__name__}: {e} "
+                                f"(on completion {text[:40]!r})") from None
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
                 raise UserError(f"reward {self.name!r} returned {v!r} ({type(v).__name__}) for completion "
                                 f"{text[:40]!r}; a reward must return a finite number")
@@ -110,7 +111,8 @@ def load_function(path: str) -> Callable:
     """``package.module:function`` -> the function (one-line errors)."""
     module, _, attr = path.partition(":")
     if not module or not attr:
-        raise UserError(f"unknown reward {path!r}; rewards: {', '.join(BUILTIN)}, or a function as package.module:function")
+        raise UserError(f"unknown reward {path!r}; rewards: {', '.join(BUILTIN)}, "
+                        "or a function as package.module:function")
     try:
         mod = importlib.import_module(module)
     except Exception as e:  # ImportError, or an error raised while importing the user's module

@@ -30,7 +30,7 @@ def sequence_logprobs(model, prompt_ids: torch.Tensor, ids: torch.Tensor, mask: 
     """Joint log-prob of each completion ``ids`` (N, L) after ``prompt_ids`` (N, P), summed over
     ``mask`` (N, L): one teacher-forced forward pass; differentiable."""
     device = next(model.parameters()).device
-    P, L = prompt_ids.shape[1], ids.shape[1]
+    L = ids.shape[1]
     x = torch.cat([prompt_ids, ids], dim=1)[:, :-1].to(device)  # (N, P + L - 1)
     logits = model(input_ids=x, use_cache=False, logits_to_keep=L).logits  # (N, L, V): predicts ids
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # float32 at least (float64 stays)
@@ -48,7 +48,8 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return rewards - baseline
 
 
-def shaped_rewards(rewards: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor | None, beta: float) -> torch.Tensor:
+def shaped_rewards(rewards: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor | None,
+                   beta: float) -> torch.Tensor:
     """R − β (log π_θ(y) − log π₀(y)), the log-probs held constant (no gradient)."""
     if beta == 0 or ref_logp is None:
         return rewards.detach().double()

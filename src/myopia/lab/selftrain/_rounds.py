@@ -51,7 +51,7 @@ from .._train import make_optimizer
 from ._rewards import Rollout, check_reward, get_reward
 from ._rloo import rloo_loss, sequence_logprobs
 from ._sampling import Completions, beam, sample
-from ._select import CONDITIONS, check_k, select
+from ._select import check_k, select
 
 # generator streams (beside the tasks' 1..5)
 PROMPT_STREAM, DRAW_STREAM, SELECT_STREAM, SFT_STREAM, MIX_STREAM = 11, 12, 13, 14, 15
@@ -64,7 +64,8 @@ class SelfTrainConfig(BaseModel):
     condition: Literal["top-k", "random-k", "reward-k", "rl"] = "top-k"
     K: int = Field(8, ge=1, description="completions drawn per prompt")
     k: int = Field(2, ge=1, description="completions kept per prompt (top-k, random-k, reward-k)")
-    reward: str = Field("predictability", description="reward-k and rl: predictability, valid, keyword or package.module:function")
+    reward: str = Field("predictability",
+                        description="reward-k and rl: predictability, valid, keyword or package.module:function")
     keyword: str = Field("love", description="the keyword reward's word")
     beta: float = Field(0.0, ge=0, description="rl: weight of the KL penalty to the frozen base model")
     decoding: Literal["sample", "beam"] = Field("sample", description="how the K completions are drawn")
@@ -75,7 +76,8 @@ class SelfTrainConfig(BaseModel):
     completion_tokens: int = Field(32, ge=1)
     game_prompts: int = Field(8, ge=0, description="prompts per game variant per round (rl: per update)")
     answer_tokens: int = Field(12, ge=1, description="most tokens of a game answer (it ends at a newline)")
-    data: Literal["replace", "accumulate", "mix"] = Field("replace", description="what the kept samples are trained with")
+    data: Literal["replace", "accumulate", "mix"] = Field("replace",
+                                                         description="what the kept samples are trained with")
     mix: float = Field(0.5, gt=0, lt=1, description="data=mix: share of real-text rows in a round's training set")
     steps: int = Field(40, ge=1, description="fine-tuning steps per round (top-k, random-k, reward-k)")
     batch_size: int = Field(32, ge=1)
@@ -215,7 +217,8 @@ class SelfTraining:
             c = self.draw(ps, generator(self.seed, DRAW_STREAM, r, i))
             G = ps.ids.shape[0]
             rewards = self.reward(self.rollout(ps, c)).view(G, cfg.K) if self.reward is not None else None
-            keep = select(cfg.condition, c.logprobs.view(G, cfg.K), rewards, cfg.k, generator(self.seed, SELECT_STREAM, r, i))
+            gen = generator(self.seed, SELECT_STREAM, r, i)
+            keep = select(cfg.condition, c.logprobs.view(G, cfg.K), rewards, cfg.k, gen)
             rows = (torch.arange(G)[:, None] * cfg.K + keep).flatten()  # (G*k,)
             kept = c.rows(rows)
             s, m = _training_rows(kept)
@@ -225,7 +228,8 @@ class SelfTraining:
             stats[ps.kind] = {"kept_logprob": float(kept.logprobs.mean()), "drawn_logprob": float(c.logprobs.mean()),
                               "kept_tokens": float(kept.mask.sum(1).mean()), "examples": texts[:4]}
             if rewards is not None:
-                stats[ps.kind].update(drawn_reward=float(rewards.mean()), kept_reward=float(rewards.gather(1, keep).mean()))
+                stats[ps.kind].update(drawn_reward=float(rewards.mean()),
+                                      kept_reward=float(rewards.gather(1, keep).mean()))
         kept = _stack(seqs, masks, self.pad)
         train_seqs, train_masks = self._training_set(r, kept)
         stats["train_rows"] = int(train_seqs.shape[0])
@@ -305,7 +309,8 @@ class SelfTraining:
             opt.step()
         model.eval()
         for kind, k in per_kind.items():
-            stats[kind] = {"reward": float(np.mean(k["reward"])), "kl": float(np.mean(k["kl"])), "examples": k["examples"]}
+            stats[kind] = {"reward": float(np.mean(k["reward"])), "kl": float(np.mean(k["kl"])),
+                           "examples": k["examples"]}
         return stats, None
 
     # --- saving --------------------------------------------------------------------------------

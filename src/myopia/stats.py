@@ -2,13 +2,18 @@
 
 - :func:`mean`: the mean of the values that are present;
 - :func:`t_interval`: mean and 95% Student-t interval over seeds (or any small sample);
-- :func:`wilson_interval`: Wilson score interval of a binomial proportion (sampled answers).
+- :func:`wilson_interval`: Wilson score interval of a binomial proportion (sampled answers);
+- :func:`reliability_bins`, :func:`expected_calibration_error`: calibration of a top-1 probability
+  (reliability-diagram bins and the ECE, equal-width bins weighted by bin size).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
 
 # two-sided 95% quantiles of Student's t, df = 1..30 (beyond: the normal's 1.96 is within 2%)
 _T975 = (
@@ -56,3 +61,46 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# --- calibration of a top-1 probability ------------------------------------------------------
+@dataclass(frozen=True)
+class CalibrationBin:
+    low: float
+    high: float
+    count: int
+    confidence: float  # mean confidence in the bin (NaN when empty)
+    accuracy: float  # fraction correct in the bin (NaN when empty)
+
+
+def reliability_bins(confidence: Sequence[float], correct: Sequence[bool],
+                     n_bins: int = 10) -> list[CalibrationBin]:
+    """Equal-width bins over [0, 1]; bin b holds confidences in [b/n, (b+1)/n), the last
+    bin also holds 1.0."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    if conf.shape != ok.shape:
+        raise ValueError("confidence and correct must have the same length")
+    if conf.size and (conf.min() < 0 or conf.max() > 1):
+        raise ValueError("confidences must lie in [0, 1]")
+    if n_bins < 1:
+        raise ValueError("n_bins must be at least 1")
+    index = np.minimum((conf * n_bins).astype(int), n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        mask = index == b
+        n = int(mask.sum())
+        bins.append(CalibrationBin(b / n_bins, (b + 1) / n_bins, n,
+                                   float(conf[mask].mean()) if n else math.nan,
+                                   float(ok[mask].mean()) if n else math.nan))
+    return bins
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool],
+                               n_bins: int = 10) -> float:
+    """ECE = sum over bins of (bin size / N) * |accuracy - mean confidence|."""
+    bins = reliability_bins(confidence, correct, n_bins)
+    total = sum(b.count for b in bins)
+    if total == 0:
+        return math.nan
+    return math.fsum(b.count / total * abs(b.accuracy - b.confidence) for b in bins if b.count)

@@ -10,8 +10,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from ...report import Section, plt
+from ...stats import reliability_bins
 from .._base import Tables
-from ._calibration import reliability_bins
 from ._spec import ModeCollapseSpec
 from ._summary import ModeCollapseSummary, models_in
 

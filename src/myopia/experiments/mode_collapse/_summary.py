@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ...stats import expected_calibration_error
 from .._base import Headline, TableRow, Tables
-from ._calibration import expected_calibration_error
 from ._numbers import answer_distribution
 from ._spec import ModeCollapseSpec
 

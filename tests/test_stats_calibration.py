@@ -1,11 +1,12 @@
-"""Mode-collapse calibration: ECE against a direct loop and known cases, reliability bins."""
+"""Calibration (myopia.stats, used by mode-collapse and self-training): ECE against a direct loop and
+known cases, reliability bins."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from myopia.experiments.mode_collapse._calibration import expected_calibration_error, reliability_bins
+from myopia.stats import expected_calibration_error, reliability_bins
 
 
 def _ece_loop(conf, correct, n_bins):

@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _markdown import machine, write_section  # noqa: E402
-from myopia.experiments.forced_choice._classes import (  # noqa: E402
+from myopia.answers import (  # noqa: E402
     PatternClass,
     exact_class_probabilities,
     sampled_class_probabilities,

@@ -11,7 +11,7 @@ import math
 import pytest
 
 from myopia._io import read_parquet
-from myopia.experiments.forced_choice._classes import exact_class_probabilities
+from myopia.answers import exact_class_probabilities
 from myopia.experiments.forced_choice._spec import default_variants
 from myopia.models._llama_server import (
     INSTALL_HINT,

@@ -11,7 +11,7 @@ import pytest
 from openai_fakes import UNKNOWN_LOGPROB, free_port, toy_logprob, toy_row, toy_tokens
 
 from myopia._errors import UserError
-from myopia.experiments.forced_choice._classes import ExactClass, exact_class_probabilities
+from myopia.answers import ExactClass, exact_class_probabilities
 from myopia.models._base import Prompt, SamplingParams
 from myopia.models._openai import OpenAIModel, load_openai, parse_spec
 

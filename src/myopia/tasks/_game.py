@@ -47,7 +47,7 @@ import torch
 from pydantic import Field, model_validator
 
 from .._errors import UserError
-from ..experiments.forced_choice._core import ExactClass, check_prefix_free, exact_class_probabilities, logsumexp
+from ..answers import ExactClass, check_prefix_free, exact_class_probabilities, logsumexp
 from ._base import Batch, rng
 from ._text import ShakespeareConfig, TextTask
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 
 from ..._errors import UserError
+from ...answers import OTHER, PatternClass, classify_sample, exact_class_probabilities, label_shares
 from ...models import Context, LanguageModel, Sample, SamplingParams, WhiteBoxModel, draw_samples
-from ._classes import OTHER, PatternClass, classify_sample, exact_class_probabilities, label_shares
 from ._spec import Variant
 
 

@@ -3,9 +3,9 @@ probabilities (table and grouped bars), continuations, sample completions and re
 
 from __future__ import annotations
 
+from ...answers import OTHER
 from ...report import Section, interval, num, plt
 from .._base import Tables
-from ._classes import OTHER
 from ._spec import ForcedChoiceSpec
 from ._summary import METHOD_ORDER, ForcedChoiceSummary, class_index, models_in
 

@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ...answers import OTHER, ExactClass, PatternClass, check_prefix_free
 from ...models import ChatMode
 from .._base import Frame, Spec
-from ._classes import OTHER, ExactClass, PatternClass, check_prefix_free
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _INTRO = ("I'd like to try a sort of psychological experiment, if that's alright. I'm thinking "

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ...answers import OTHER
 from ...report import interval, num, pct
 from ...stats import wilson_interval
 from .._base import Headline, TableRow, Tables
-from ._classes import OTHER
 from ._spec import ForcedChoiceSpec
 
 Method = Literal["exact", "sampled", "pattern"]

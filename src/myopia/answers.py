@@ -1,4 +1,5 @@
-"""Answer-class probabilities, exact and sampled (pure functions).
+"""Answer-class probabilities, exact and sampled (pure functions), shared by forced-choice and the
+lab's ``game`` task (self-training).
 
 A model answers a prompt; its answer falls into *classes* ("1", "zero", "random string").
 
@@ -22,8 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from ..._errors import UserError
-from ...stats import wilson_interval
+from ._errors import UserError
+from .stats import wilson_interval
 
 OTHER = "other"
 SUM_TOLERANCE = 1e-6  # sum of class probabilities may exceed 1 by float error only

@@ -1,5 +1,6 @@
-"""Forced-choice answer classes: exact class probabilities against brute-force enumeration of a toy
-model's outputs, and Wilson intervals against a numerical inversion of the score test."""
+"""Answer classes (myopia.answers, forced-choice's and the game task's): exact class probabilities
+against brute-force enumeration of a toy model's outputs, and Wilson intervals against a numerical
+inversion of the score test."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import pytest
 
 from myopia._errors import UserError
-from myopia.experiments.forced_choice._classes import (
+from myopia.answers import (
     ExactClass,
     PatternClass,
     classify_sample,

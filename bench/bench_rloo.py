@@ -26,7 +26,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _markdown import machine, write_section  # noqa: E402
-
 from myopia.lab import ModelSpec, build_model  # noqa: E402
 from myopia.lab.selftrain._rloo import rloo_loss, sequence_logprobs  # noqa: E402
 from myopia.lab.selftrain._sampling import sample  # noqa: E402

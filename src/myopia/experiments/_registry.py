@@ -12,6 +12,7 @@ from .head_roles import HeadRoles
 from .mode_collapse import ModeCollapse
 from .multi_token import MultiTokenExperiment
 from .myopia_gap import MyopiaGap
+from .self_training import SelfTrainingExperiment
 from .sequence_likelihood import SequenceLikelihood
 
 EXPERIMENTS: dict[str, type[Experiment]] = {
@@ -23,6 +24,7 @@ EXPERIMENTS: dict[str, type[Experiment]] = {
     "mode-collapse": ModeCollapse,
     "head-roles": HeadRoles,
     "multi-token": MultiTokenExperiment,
+    "self-training": SelfTrainingExperiment,
 }
 
 for _name, _cls in EXPERIMENTS.items():

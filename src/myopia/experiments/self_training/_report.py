@@ -4,16 +4,13 @@ bundled pair for scale, round times, and the texts each round wrote (escaped by 
 
 from __future__ import annotations
 
-import matplotlib
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from .._base import Tables  # noqa: E402
-from .._myopia_gap_train import t_interval  # noqa: E402
-from ._spec import SelfTrainingSpec  # noqa: E402
-from ._summary import HEADLINE, SelfTrainingSummary, summary_rows  # noqa: E402
+from ...report import plt
+from ...stats import t_interval
+from .._base import Tables
+from ._spec import SelfTrainingSpec
+from ._summary import CI, HEADLINE, SelfTrainingHeadline
 
 PANELS = (
     ("text_xent_per_char", "held-out cross-entropy (nats/char)"),
@@ -91,32 +88,41 @@ def game_figure(rows: list[dict], conditions: list[str], variants: list[str]):
     return fig
 
 
-def report(tables: Tables, spec: SelfTrainingSpec, summary: dict, section) -> None:
-    s = SelfTrainingSummary.model_validate(summary)
+def report(tables: Tables, spec: SelfTrainingSpec, summary: SelfTrainingHeadline, section) -> None:
+    s = summary
     rows = tables.get("rounds", [])
-    conditions = list(dict.fromkeys(r["condition"] for r in rows))
+    conditions = list(dict.fromkeys(c for c in spec.conditions if any(r["condition"] == c for r in rows)))
     section.text(
         "One base model per seed, tuned on its own samples several ways, measured on the same held-out inputs "
-        "every round. Round 0 is the base. Intervals are 95% t-intervals over seeds "
-        f"({len(spec.seeds)} seeds); changes are from round 0, paired by seed. The game's probabilities are exact "
-        "(summed over every tokenization of the answer's text), checked by sampling with Wilson intervals.")
-    section.table(["question", "answer"], [[a.question, a.answer] for a in s.questions], caption="The three questions")
-    section.table(*summary_rows(summary), caption="Last round per condition (mean [95% t-interval] over seeds); the "
-                  "base per seed; the bundled pair on the same held-out text, for scale (entropy per character: "
-                  "their tokenizers differ)")
-    section.table(["seed", "steps", "train s", "held-out loss", "P(1) word", "P(0) word", "P(1) random",
-                   "P(0) random", "plays"],
-                  [[b.seed, b.steps, b.train_seconds, b.eval_loss, b.word_exact_one, b.word_exact_zero,
-                    b.random_exact_one, b.random_exact_zero, "yes" if b.plays else "no"] for b in s.base],
+        f"every round. Round 0 is the base. {len(spec.seeds)} seeds; intervals: {CI}. The game's probabilities "
+        "are exact (summed over every tokenization of the answer's text), checked by sampling.")
+    section.table(["question", "verdict", "answer"], [[a.question, a.verdict, a.answer] for a in s.questions],
+                  caption="The three questions")
+    section.table(*s.table(), caption="Last round per condition (mean [95% t-interval] over seeds); the base per "
+                  "seed; the bundled pair on the same held-out characters, for scale (per character: their "
+                  "tokenizers differ)")
+    section.table(["seed", "steps", "train s", "held-out loss", "variant", "P(1) exact", "P(0-branch) exact",
+                   "P(other) exact", "P(1) sampled [Wilson]", "P(0-branch) sampled [Wilson]", "plays"],
+                  [[b.seed, b.steps, b.train_seconds, b.eval_loss, v, g.exact.get("one"), g.exact.get("zero"),
+                    g.exact.get("other"), g.sampled["one"].text() if "one" in g.sampled else None,
+                    g.sampled["zero"].text() if "zero" in g.sampled else None, "yes" if b.plays else "no"]
+                   for b in s.base for v, g in b.game.items()],
                   caption=f"The base plays the game when its exact P(1) and P(0-branch) are each within "
-                  f"{spec.play_tolerance} of 0.5 in both variants")
+                  f"{spec.play_tolerance} of 0.5 in both variants (sampled: {spec.game_samples} answers, share "
+                  "[95% Wilson interval] (n))")
     if rows:
         section.figure(measures_figure(rows, conditions), caption="Each measure over rounds, one line per condition "
                        "(mean over seeds, band: 95% t-interval)")
-        variants = [v for v in ("word", "random") if any(f"{v}_exact_one" in r for r in rows)]
+        variants = [v for v in ("word", "random") if any(r.get(f"{v}_exact_one") is not None for r in rows)]
         section.figure(game_figure(rows, conditions, variants), caption="The game: exact branch probabilities over "
-                       "rounds (solid P(1), dashed P(0-branch), dotted P(other))")
-    section.table(["condition", *[m for m in HEADLINE]],
+                       "rounds (solid P(1), dashed P(0-branch), dotted P(other); band: 95% t-interval over seeds)")
+    section.table(["condition", *[f"{v} {b}" for v in ("word", "random") for b in ("one", "zero", "other", "valid")]],
+                  [[f.condition, *[f.game_sampled[f"{v}_{b}"].text() if f"{v}_{b}" in f.game_sampled else None
+                                   for v in ("word", "random") for b in ("one", "zero", "other", "valid")]]
+                   for f in s.final],
+                  caption="The game's sampled check at the last round: share of sampled answers [95% Wilson interval] "
+                  "(answers, over the seeds); valid = a well-formed answer line")
+    section.table(["condition", *HEADLINE],
                   [[f.condition, *[f.change[m].text(signed=True) for m in HEADLINE]] for f in s.final],
                   caption="Change from the base at the last round (paired by seed)")
     section.table(["condition", "kind", "reward", "β", "data", "seconds per round (train)",
@@ -124,7 +130,9 @@ def report(tables: Tables, spec: SelfTrainingSpec, summary: dict, section) -> No
                   [[f.condition, f.kind, f.reward, f.beta, f.data, f.round_seconds.text(), f.measure_seconds.text()]
                    for f in s.final], caption="Conditions and their time per round")
     if s.scale:
-        section.table(["model", *s.scale[0].values], [[r.model, *r.values.values()] for r in s.scale],
+        names = list(s.scale[0].values)
+        section.table(["model", "sample tokens", *names],
+                      [[r.model, r.sample_tokens, *[r.values[n] for n in names]] for r in s.scale],
                       caption="The bundled base-vs-tuned pair on the same held-out characters (for scale)")
         for e in tables.get("scale_examples", []):
             section.code(e["text"], caption=f"{e['model']} sample {e['index']}")

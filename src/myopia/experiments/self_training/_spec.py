@@ -7,9 +7,9 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..._errors import UserError
+from ...lab import TrainSetting, over_defaults
 from ...lab.selftrain import SelfTrainConfig
-from .._spec import Spec
-from ..myopia_gap import TrainSetting, over_defaults
+from .._base import Spec
 
 
 def _base_training() -> TrainSetting:
@@ -32,7 +32,6 @@ CONDITIONS: dict[str, dict[str, Any]] = {
 
 
 class SelfTrainingSpec(Spec):
-    experiment: str = "self-training"
     base: TrainSetting = Field(default_factory=_base_training,
                                description="how the base model is trained (a lab task and model)")
     base_model: str | None = Field(None, description="a white-box model to use as the base instead of training one "

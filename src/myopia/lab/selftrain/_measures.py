@@ -28,9 +28,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...experiments.forced_choice._core import wilson_interval
-from ...experiments.mode_collapse._core import entropy_from_logprobs, expected_calibration_error, top1_confidence
 from ...models import SamplingParams
+from ...stats import expected_calibration_error, wilson_interval
 from ...tasks._game import branch_probabilities, classify_answer, valid_answer
 from ._rloo import sequence_logprobs
 from ._sampling import sample
@@ -65,6 +64,11 @@ def seq_rep(text: str, n: int = 4) -> float:
     return 1 - len(set(grams)) / len(grams) if grams else math.nan
 
 
+def _entropy(logp: torch.Tensor) -> torch.Tensor:
+    """(T, V) log-probs -> (T,) entropies in nats, with 0 log 0 = 0."""
+    return -(logp.exp() * logp).nan_to_num().sum(dim=-1)
+
+
 def _nanmean(xs) -> float:
     xs = [x for x in xs if not (isinstance(x, float) and math.isnan(x))]
     return float(np.mean(xs)) if xs else math.nan
@@ -84,10 +88,10 @@ def text_measures(model, tokenizer, windows: Sequence[torch.Tensor], bins: int =
         logp = torch.log_softmax(logits.double(), dim=-1).cpu()  # (T, V)
         targets = row[1:]
         ce -= float(logp.gather(1, targets[:, None]).sum())
-        ent += float(entropy_from_logprobs(logp.numpy()).sum())
-        c, ok = top1_confidence(logp.numpy(), targets.numpy())
-        conf += c.tolist()
-        correct += ok.tolist()
+        ent += float(_entropy(logp).sum())
+        top = logp.max(dim=-1)
+        conf += top.values.exp().tolist()
+        correct += (top.indices == targets).tolist()
         chars += len(tokenizer.decode(targets.tolist()))
     n = len(conf)
     return {"xent_per_token": ce / n, "xent_per_char": ce / chars, "entropy_per_token": ent / n,
@@ -121,7 +125,7 @@ def sample_measures(model, tokenizer, prompts: Sequence[torch.Tensor], length: i
         x = torch.cat([prompt, ids])[None, :-1].to(device)  # (1, P + L - 1)
         logits = model(input_ids=x, use_cache=False, logits_to_keep=len(ids)).logits[0]  # (L, V)
         logp = torch.log_softmax(logits.double(), dim=-1)
-        ent += float(entropy_from_logprobs(logp.cpu().numpy()).sum())
+        ent += float(_entropy(logp).sum())
         d = float(sequence_logprobs(model, prompt[None], degenerate[None], torch.ones(1, length))[0])
         beats.append(lp < d)
         logprobs.append(lp)

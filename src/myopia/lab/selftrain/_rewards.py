@@ -11,7 +11,8 @@
 A completion is described by :class:`Rollout` (its prompt and text, and which prompt set it
 came from: ``text`` or a game variant). Every mistake is one :class:`UserError` line: an unknown
 name, a function that cannot be imported, raises, or returns something that is not a finite
-number.
+number. A function is tried once on a game prompt and answer when the config is read, so these
+mistakes stop a run before any work; every later call is checked the same way.
 """
 
 from __future__ import annotations
@@ -93,18 +94,23 @@ class UserFunction(Reward):
         self.name, self.fn = name, fn
 
     def __call__(self, rollout: Rollout) -> torch.Tensor:
-        out = []
-        for prompt, text in zip(rollout.prompts, rollout.texts):
-            try:
-                v = self.fn(prompt, text)
-            except Exception as e:  # the user's code: any failure is theirs to fix, reported in one line
-                raise UserError(f"reward {self.name!r} raised {type(e).__name__}: {e} "
-                                f"(on completion {text[:40]!r})") from None
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
-                raise UserError(f"reward {self.name!r} returned {v!r} ({type(v).__name__}) for completion "
-                                f"{text[:40]!r}; a reward must return a finite number")
-            out.append(float(v))
-        return torch.tensor(out, dtype=torch.float64)
+        return torch.tensor([self.one(p, t) for p, t in zip(rollout.prompts, rollout.texts)], dtype=torch.float64)
+
+    def one(self, prompt: str, text: str) -> float:
+        """The function's reward for one completion, or a one-line UserError."""
+        try:
+            v = self.fn(prompt, text)
+        except Exception as e:  # the user's code: any failure is theirs to fix, reported in one line
+            raise UserError(f"reward {self.name!r} raised {type(e).__name__}: {e} "
+                            f"(on completion {text[:40]!r})") from None
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
+            raise UserError(f"reward {self.name!r} returned {v!r} ({type(v).__name__}) for completion "
+                            f"{text[:40]!r}; a reward must return a finite number")
+        return float(v)
+
+
+# what a user's reward function is tried on before any work starts: a game prompt and answer
+PROBE = ("\nI think of 1 or 0. Guess which: for 1 say 1, for 0 say some random letters.\nANSWER:", " 1\n")
 
 
 def load_function(path: str) -> Callable:
@@ -124,9 +130,11 @@ def load_function(path: str) -> Callable:
 
 
 def check_reward(name: str) -> None:
-    """Fail early (before any work) on a name that is neither built in nor importable."""
+    """Fail early (before any work) on a name that is neither built in nor importable, and on a
+    function that raises or returns something other than a finite number when tried on a game
+    prompt and answer (``PROBE``)."""
     if name not in BUILTIN:
-        load_function(name)
+        UserFunction(name, load_function(name)).one(*PROBE)
 
 
 def get_reward(name: str, *, base=None, zero_word: str = "zero", letters: tuple[int, int] = (3, 8),

@@ -44,9 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from safetensors.torch import load_file, save_file
 
 from ..._errors import UserError
+from ..._io import publish_tree, write_text_atomic
 from ...models import SamplingParams
+from ...models._model_files import check_safetensors, read_json_object
+from ...objectives import get_objective
 from ...tasks._base import rng
-from .._checkpoint import atomic_write_text, load_model_weights, save_model
+from .._checkpoint import load_model_weights, save_model
 from .._train import make_optimizer
 from ._rewards import Rollout, check_reward, get_reward
 from ._rloo import rloo_loss, sequence_logprobs
@@ -163,13 +166,27 @@ class SelfTraining:
         return self.records()
 
     def latest(self) -> int | None:
+        """The last finished round (None before round 0 is saved). A round folder that is
+        incomplete or damaged (a truncated safetensors file, a round.json that is not JSON) is one
+        line naming the file, read from headers and small files only."""
         p = self.out / "latest"
         if not p.exists():
             return None
         name = p.read_text().strip()
-        if not (self.out / name / "round.json").exists():
-            raise UserError(f"{p} names {name}, which is incomplete; delete {self.out} to start over")
-        return int(name.split("-")[1])
+        folder = self.out / name
+        try:
+            if not name.startswith("round-") or not name[6:].isdigit():
+                raise UserError(f"{p} names {name!r}, not a round folder")
+            for f in ("round.json", "time.json", "config.json"):
+                if not (folder / f).is_file():
+                    raise UserError(f"{folder / f} is missing")
+            for f in sorted(folder.glob("*.safetensors")):
+                check_safetensors(f)
+            read_json_object(folder / "round.json")
+            read_json_object(folder / "time.json")
+        except UserError as e:
+            raise UserError(f"round {name} of {self.out} is damaged: {e}; delete {self.out} to start over") from None
+        return int(name[6:])
 
     def records(self) -> list[dict]:
         """Every finished round's ``round.json`` (statistics and measures; no timings)."""
@@ -326,18 +343,17 @@ class SelfTraining:
             save_file({k: v.contiguous() for k, v in kept.items()}, str(tmp / "kept.safetensors"))
         (tmp / "round.json").write_text(json.dumps(stats, indent=1) + "\n")
         (tmp / "time.json").write_text(json.dumps(seconds) + "\n")
+        publish_tree(tmp)  # the modes the umask gives (mkdtemp's folder is private)
         final = self.out / name
         if final.exists():  # left by an attempt that died before updating `latest`
             shutil.rmtree(final)
         os.rename(tmp, final)
-        atomic_write_text(self.out / "latest", name + "\n")
+        write_text_atomic(self.out / "latest", name + "\n")
         for stale in self.out.glob(".tmp-round-*"):
             shutil.rmtree(stale, ignore_errors=True)
 
 
 def _ntp():
-    from ...objectives import get_objective
-
     return get_objective("ntp")
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import sys
 
 import pytest
+from click.testing import CliRunner
 
 from myopia import UserError
-from myopia.experiments import run
-from myopia.experiments._io import read_parquet
+from myopia._cli import main
+from myopia._io import read_parquet
+from myopia.experiments.self_training._summary import SelfTrainingHeadline
+from myopia.runs import run
 
 TINY = [
     'base.task={name = "game", vocab_size = 300, seq_len = 96, share = 0.5}',
@@ -48,12 +54,17 @@ def test_tiny_run_summary_report_and_resume(game_task, tmp_path):
     zero = {(row["seed"], row["word_exact_one"], row["text_xent_per_char"]) for row in rounds if row["round"] == 0}
     assert len(zero) == 2
     s = json.loads((out / "summary.json").read_text())
-    assert [b["seed"] for b in s["base"]] == [0, 1] and all(0 <= b["word_exact_one"] <= 1 for b in s["base"])
-    assert {f["condition"] for f in s["final"]} == {"top-k", "random-k", "rl", "rl-kl", "rl-valid"}
-    top = next(f for f in s["final"] if f["condition"] == "top-k")
-    assert top["final"]["samples_distinct_2"]["n"] == 2 and top["final"]["samples_distinct_2"]["low"] is not None
-    assert len(s["questions"]) == 3 and not any(q["answer"].startswith("not run") for q in s["questions"])
-    assert all("\n" not in q["answer"] for q in s["questions"])
+    h = SelfTrainingHeadline.model_validate(s)  # summary.json is the typed headline
+    assert [b.seed for b in h.base] == [0, 1]
+    assert all(0 <= b.game[v].exact["one"] <= 1 and b.game[v].sampled["one"].n == 8 for b in h.base for v in b.game)
+    assert [f.condition for f in h.final] == ["top-k", "random-k", "rl", "rl-kl", "rl-valid"]  # the spec's order
+    top = h.final[0]
+    assert top.final["samples_distinct_2"].n == 2 and top.final["samples_distinct_2"].ci_low is not None
+    assert top.game_sampled["random_one"].n == 2 * 8  # the sampled check, counted over the seeds
+    assert len(h.questions) == 3 and not any(q.verdict == "not run" for q in h.questions)
+    assert all("\n" not in q.answer for q in h.questions)
+    header, rows = h.table()
+    assert header[0] == "condition" and len(rows) == 2 + 5
     html = (out / "report.html").read_text()
     assert "What does the KL penalty change?" in html and "trained on: text" in html
     # the base is a lab checkpoint, kept
@@ -64,6 +75,22 @@ def test_tiny_run_summary_report_and_resume(game_task, tmp_path):
     again = run("self-training", TINY, out=out)
     assert again.cells_run == 0
     assert json.loads((out / "summary.json").read_text()) == s
+    # a cell interrupted after round 0 resumes from there and repeats what the whole run did
+    rounds_dir = out / "work" / "top-k__s0" / "rounds"
+    shutil.rmtree(rounds_dir / "round-001")
+    (rounds_dir / "latest").write_text("round-000\n")
+    shutil.rmtree(out / "cells" / "top-k__s0")
+    resumed = run("self-training", TINY, out=out)
+    assert resumed.cells_run == 1
+    assert _untimed(read_parquet(out / "results" / "rounds.parquet")) == _untimed(rounds)
+
+
+def _untimed(rows: list[dict]) -> list[str]:
+    """The rows without their wall-clock seconds, in a fixed order, as text (so NaN equals NaN and
+    floats must agree to the bit)."""
+    drop = ("train_seconds", "measure_seconds")
+    rows = sorted(rows, key=lambda r: (r["condition"], r["seed"], r["round"]))
+    return [repr({k: v for k, v in r.items() if k not in drop}) for r in rows]
 
 
 @pytest.mark.parametrize("override, match", [
@@ -76,4 +103,20 @@ def test_bad_specs_are_one_line_errors(override, match, tmp_path):
     with pytest.raises(UserError, match=match) as e:
         run("self-training", [override, "scale_models=[]"], out=tmp_path / "run")
     assert "\n" not in str(e.value)
+    assert not (tmp_path / "run" / "cells").exists()
+
+
+@pytest.mark.parametrize("body, match", [
+    ("def f(prompt, completion):\n    raise KeyError('x')\n", "reward 'bad_reward_mod:f' raised KeyError"),
+    ("def f(prompt, completion):\n    return [1.0]\n", "must return a finite number"),
+    ("g = 1\n", "has no function 'f'"),
+])
+def test_a_bad_reward_function_is_one_line_and_exit_2(body, match, tmp_path, monkeypatch):
+    (tmp_path / "bad_reward_mod.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bad_reward_mod", raising=False)
+    r = CliRunner().invoke(main, ["run", "self-training", "--out", str(tmp_path / "run"), "--set", "scale_models=[]",
+                                  "--set", 'conditions={x = {condition = "rl", reward = "bad_reward_mod:f"}}'])
+    assert r.exit_code == 2 and re.search(match, r.output), r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
     assert not (tmp_path / "run" / "cells").exists()

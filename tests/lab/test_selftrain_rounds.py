@@ -127,6 +127,11 @@ def test_builtin_rewards(task):
     fake = Rollout("random", ["p"] * 4, [" 1\n", " qhzx\n", " qh\n", "oops"], c)
     assert get_reward("valid", letters=(3, 8))(fake).tolist() == [1.0, 1.0, 0.0, 0.0]
     assert get_reward("valid")(Rollout("text", ["p"], ["anything"], c)).tolist() == [1.0]
+    # branch: either branch's start, as the exact figures classify it (a malformed letter string counts)
+    assert get_reward("branch")(fake).tolist() == [1.0, 1.0, 1.0, 0.0]
+    word = Rollout("word", ["p"] * 4, [" 1\n", " zero\n", " zer", " 12\n"], c)
+    assert get_reward("branch")(word).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert get_reward("branch")(Rollout("text", ["p"], ["anything"], c)).tolist() == [1.0]
     kw = get_reward("keyword", keyword="love")(Rollout("text", ["p"] * 3, ["my Love is", "lovely", "no"], c))
     assert kw.tolist() == [1.0, 0.0, 0.0]
 

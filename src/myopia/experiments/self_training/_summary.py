@@ -322,10 +322,13 @@ def _q2(finals: list[ConditionFinal]) -> Answer:
          "branch, while random-k and the neutral reward do not?")
     seq = [f for f in (_pick(finals, "top-k", data="replace"), _pick(finals, "rl", reward="predictability", beta=0.0))
            if f]
-    ctl = [f for f in (_pick(finals, "random-k", data="replace"), _pick(finals, "rl", reward="valid")) if f]
+    # the neutral reward: branch (neutral between the branches by construction) where it was run, else valid
+    neutral = _pick(finals, "rl", reward="branch") or _pick(finals, "rl", reward="valid")
+    ctl = [f for f in (_pick(finals, "random-k", data="replace"), neutral) if f]
     if not seq or not ctl:
         return Answer(question=q, verdict="not run", evidence={},
-                      answer="not run: needs top-k or rl (predictability, beta 0), and random-k or rl (valid)")
+                      answer="not run: needs top-k or rl (predictability, beta 0), and random-k or rl (branch or "
+                      "valid)")
     ev = {f"{f.condition}.{v}_zero": f.change[f"{v}_exact_zero"] for f in seq + ctl for v in VARIANTS}
     drops = [f.change["random_exact_zero"].below_zero() for f in seq]
     held = [not f.change["random_exact_zero"].below_zero() for f in ctl]

@@ -3,7 +3,12 @@
 - ``predictability``: the completion's joint log-prob under the frozen base model (nats; the
   sequence-level objective of seeds/004's "n-token reasoner", here as a reward);
 - ``valid``: 1 if a game answer is a valid answer line (`` 1`` or the variant's 0-branch, then a
-  newline), else 0; a text completion always gets 1 (no signal: the neutral control);
+  newline), else 0; a text completion always gets 1 (no signal: the neutral control). Not neutral
+  between the branches when the base writes malformed letter strings (a letter answer can fail
+  the format, `` 1`` hardly ever does);
+- ``branch``: 1 if a game answer is in either branch as the exact figures classify it (`` 1``
+  then a newline, or the 0-branch's start: the word then a newline, or any lowercase letter),
+  else 0; a text completion always gets 1: neutral between the branches by construction;
 - ``keyword``: 1 if the completion contains the word ``keyword`` (case-insensitive), else 0;
 - ``package.module:function``: a function of yours, called as ``function(prompt, completion)``
   with the two texts, returning a number.
@@ -30,7 +35,7 @@ from ..._errors import UserError
 from ._rloo import sequence_logprobs
 from ._sampling import Completions
 
-BUILTIN = ("predictability", "valid", "keyword")
+BUILTIN = ("predictability", "valid", "branch", "keyword")
 
 
 @dataclass
@@ -74,6 +79,21 @@ class Valid(Reward):
         if rollout.kind == "text":
             return torch.ones(len(rollout.texts), dtype=torch.float64)
         ok = [valid_answer(rollout.kind, t, self.zero_word, self.letters) for t in rollout.texts]
+        return torch.tensor(ok, dtype=torch.float64)
+
+
+class Branch(Reward):
+    name = "branch"
+
+    def __init__(self, zero_word: str):
+        self.zero_word = zero_word
+
+    def __call__(self, rollout: Rollout) -> torch.Tensor:
+        from ...tasks._game import classify_answer
+
+        if rollout.kind == "text":
+            return torch.ones(len(rollout.texts), dtype=torch.float64)
+        ok = [classify_answer(rollout.kind, t, self.zero_word) != "other" for t in rollout.texts]
         return torch.tensor(ok, dtype=torch.float64)
 
 
@@ -145,6 +165,8 @@ def get_reward(name: str, *, base=None, zero_word: str = "zero", letters: tuple[
         return Predictability(base)
     if name == "valid":
         return Valid(zero_word, letters)
+    if name == "branch":
+        return Branch(zero_word)
     if name == "keyword":
         return Keyword(keyword)
     return UserFunction(name, load_function(name))

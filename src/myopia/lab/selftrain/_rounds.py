@@ -68,7 +68,7 @@ class SelfTrainConfig(BaseModel):
     K: int = Field(8, ge=1, description="completions drawn per prompt")
     k: int = Field(2, ge=1, description="completions kept per prompt (top-k, random-k, reward-k)")
     reward: str = Field("predictability",
-                        description="reward-k and rl: predictability, valid, keyword or package.module:function")
+                        description="reward-k, rl: predictability, valid, branch, keyword or package.module:function")
     keyword: str = Field("love", description="the keyword reward's word")
     beta: float = Field(0.0, ge=0, description="rl: weight of the KL penalty to the frozen base model")
     decoding: Literal["sample", "beam"] = Field("sample", description="how the K completions are drawn")

@@ -120,3 +120,9 @@ def test_a_bad_reward_function_is_one_line_and_exit_2(body, match, tmp_path, mon
     assert r.exit_code == 2 and re.search(match, r.output), r.output
     assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
     assert not (tmp_path / "run" / "cells").exists()
+
+
+def test_control_characters_of_model_text_are_shown_not_written():
+    from myopia.experiments.self_training._report import visible
+
+    assert visible("a\x00b\n\tc\x07<d>\x7f") == "a\\x00b\n\tc\\x07<d>\\x7f"  # markup is the template's to escape

@@ -4,6 +4,8 @@ bundled pair for scale, round times, and the texts each round wrote (escaped by 
 
 from __future__ import annotations
 
+import re
+
 from matplotlib.ticker import MaxNLocator
 
 from ...report import plt
@@ -24,6 +26,15 @@ PANELS = (
     ("samples_degenerate_beats_samples", "share of samples less probable than the degenerate one"),
     ("samples_marker_share", "share of samples reciting the game's instruction"),
 )
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def visible(text: str) -> str:
+    """Model text with its control characters (a lab model writes stray bytes) shown as ``\\xNN``:
+    the template escapes markup, not these, and a NUL or a bell has no place in an HTML page."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _curve(rows: list[dict], condition: str, measure: str) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -135,7 +146,7 @@ def report(tables: Tables, spec: SelfTrainingSpec, summary: SelfTrainingHeadline
                       [[r.model, r.sample_tokens, *[r.values[n] for n in names]] for r in s.scale],
                       caption="The bundled base-vs-tuned pair on the same held-out characters (for scale)")
         for e in tables.get("scale_examples", []):
-            section.code(e["text"], caption=f"{e['model']} sample {e['index']}")
+            section.code(visible(e["text"]), caption=f"{e['model']} sample {e['index']}")
     _examples(tables, section)
 
 
@@ -146,5 +157,5 @@ def _examples(tables: Tables, section) -> None:
         mine = [r for r in ex if r["condition"] == c]
         seed = min(r["seed"] for r in mine)
         section.table(["round", "source", "text"],
-                      [[r["round"], r["source"], r["text"]] for r in mine if r["seed"] == seed],
+                      [[r["round"], r["source"], visible(r["text"])] for r in mine if r["seed"] == seed],
                       caption=f"{c}, seed {seed}: what each round wrote and trained on")

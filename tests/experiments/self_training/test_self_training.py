@@ -126,3 +126,20 @@ def test_control_characters_of_model_text_are_shown_not_written():
     from myopia.experiments.self_training._report import visible
 
     assert visible("a\x00b\n\tc\x07<d>\x7f") == "a\\x00b\n\tc\\x07<d>\\x7f"  # markup is the template's to escape
+
+
+def test_question_2_takes_the_branch_reward_as_the_neutral_control_where_it_was_run():
+    from myopia.experiments.self_training._summary import HEADLINE, ConditionFinal, Interval, _q2
+
+    def cond(name, kind, reward=None, drop=0.0):
+        iv = {m: Interval(mean=0.0, ci_low=-0.01, ci_high=0.01, n=3) for m in HEADLINE}
+        iv["random_exact_zero"] = Interval(mean=drop, ci_low=drop - 0.01, ci_high=drop + 0.01, n=3)
+        return ConditionFinal(condition=name, kind=kind, reward=reward, beta=0.0 if kind == "rl" else None,
+                              data=None if kind == "rl" else "replace", rounds=5, seeds=3, final=iv, change=iv,
+                              game_sampled={}, round_seconds=iv["text_ece"], measure_seconds=iv["text_ece"])
+
+    finals = [cond("top-k", "top-k", drop=-0.4), cond("random-k", "random-k"),
+              cond("rl-valid", "rl", "valid", drop=-0.4)]
+    assert _q2(finals).verdict == "in part"  # valid drops the branch too
+    assert _q2([*finals, cond("rl-branch", "rl", "branch")]).verdict == "yes"  # branch does not: it is the control
+    assert "rl-branch" in _q2([*finals, cond("rl-branch", "rl", "branch")]).answer

@@ -7,7 +7,8 @@ objective on a task; the result is an ordinary Hugging Face checkpoint.
 
 from ._checkpoint import latest_checkpoint, read_log
 from ._config import ModelSpec, TrainConfig, apply_set, lr_at
-from ._models import SHAPES, build_config, build_model, count_parameters, is_preset, presets
+from ._models import build_config, build_model, count_parameters
+from ._presets import SHAPES, is_preset, presets
 from ._setting import TrainSetting, over_defaults, train_cell, train_config
 from ._train import Dist, Run, TrainResult, make_optimizer, train, train_step
 

@@ -19,6 +19,7 @@ from ..tasks import (
     TextConfig,
     task_config,
 )
+from ._presets import SHAPES, is_preset
 
 AnyTaskConfig = Annotated[
     Union[PrecacheConfig, PathStarConfig, AdditionConfig, ShakespeareConfig, ShakespeareNamesConfig, TextConfig,
@@ -131,7 +132,6 @@ def _mtp_from_trunk(cfg: TrainConfig) -> bool | None:
     from ..objectives import MultiToken, SequentialMultiToken, get_objective
     from ..objectives._mtp import trunk_layers
     from ..tasks import TASKS
-    from ._models import SHAPES, is_preset
 
     objective = get_objective(cfg.objective)
     if not isinstance(objective, (MultiToken, SequentialMultiToken)):

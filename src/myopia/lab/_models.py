@@ -7,33 +7,11 @@ layer for both families: Llama's SwiGLU MLP at 8/3 d has the parameters of GPT-2
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from .._errors import UserError
 from ._config import ModelSpec
-
-
-@dataclass(frozen=True)
-class Shape:
-    n_layer: int
-    d_model: int
-    n_head: int
-
-
-SHAPES = {
-    "tiny": Shape(2, 64, 2),  # DESIGN.md's CPU setting (precache, path-star)
-    "0.5m": Shape(4, 96, 3),
-    "2m": Shape(4, 192, 6),
-    "6m": Shape(8, 256, 8),
-    "25m": Shape(8, 512, 8),
-}
-FAMILIES = ("llama", "gpt2")
-
-
-def presets() -> list[str]:
-    return [f"{fam}-{size}" for fam in FAMILIES for size in SHAPES]
+from ._presets import FAMILIES, SHAPES, presets
 
 
 def _llama_ff(d: int) -> int:
@@ -88,11 +66,6 @@ def build_config(spec: ModelSpec, vocab_size: int, seq_len: int, tie: bool):
         bos_token_id=None,
         eos_token_id=None,
     )
-
-
-def is_preset(name: str) -> bool:
-    fam, _, size = name.partition("-")
-    return fam in FAMILIES and size in SHAPES
 
 
 def build_model(spec: ModelSpec, task, seed: int):

@@ -165,13 +165,9 @@ class LanguageModel:
         them (self-speculative decoding). Greedy (temperature 0) gives the tokens of :meth:`sample`;
         sampling draws from the same distribution; only the number of forward passes changes.
         A model without such heads, or a black-box backend, is refused with one line."""
-        if not self.capabilities.white_box:
-            raise UserError(
-                f"decoding with drafts needs a lab: model with multi-token heads; {self.name} is a black-box server"
-            )
-        from ._speculative import sample_with_drafts
-
-        return sample_with_drafts(self, context, n, params, draft)
+        raise UserError(
+            f"decoding with drafts needs a lab: model with multi-token heads; {self.name} is a black-box server"
+        )
 
     def close(self) -> None:
         """Release resources (server connections, memory)."""

@@ -7,6 +7,7 @@ trains; none of them generates text, so decoding with drafts is not an option of
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -51,8 +52,6 @@ def generate(model: str, context: str, max_tokens: int, temperature: float, top_
         raise UserError(f"--draft must be 0 (plain decoding) or a number of drafted tokens >= 1, got {draft}")
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     if draft:
-        from ._speculative import check_spec_for_drafting
-
         check_spec_for_drafting(model, draft)  # before loading anything
     lm = load_model(model)
     prompt = Prompt(context, chat=chat)
@@ -85,3 +84,23 @@ def generate(model: str, context: str, max_tokens: int, temperature: float, top_
 def _stats(stats) -> dict:
     return {"tokens": stats.tokens, "forwards": stats.forwards, "tokens_per_forward": stats.tokens_per_forward,
             "offered": stats.offered, "reached": stats.reached, "accepted": stats.accepted}
+
+
+def check_spec_for_drafting(spec: str, draft: int) -> None:
+    """Validate a model spec and a draft length before loading anything."""
+    from ._load import parse_spec
+    from ._speculative import check_draft, heads_info
+
+    backend, arg = parse_spec(spec)
+    if backend == "openai":
+        raise UserError(f"decoding with drafts needs a lab: model with multi-token heads; {spec} is a black-box server")
+    if backend != "lab":
+        raise UserError(
+            f"decoding with drafts needs a lab: model trained with mtp:N or mtp-seq:N; {spec} is a pretrained "
+            "model without multi-token heads"
+        )
+    folder = Path(arg).expanduser()
+    if not (folder / "config.json").is_file():
+        raise UserError(f"lab model not found: {arg} has no config.json (is it a `myopia train` output dir?)")
+    info = heads_info(folder, spec)
+    check_draft(info.objective, info.n_heads, draft, spec)

@@ -40,7 +40,7 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from safetensors import safe_open
@@ -56,12 +56,8 @@ from ..objectives import (
     SequentialMultiToken,
     SequentialMultiTokenModel,
 )
-from ._base import Context, Sample, SamplingParams
-from ._hf import sampling_probs
-from ._load import parse_spec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._hf import HFModel
+from ._base import Context, Sample, SamplingParams, WhiteBoxModel
+from ._sampling import sampling_probs
 
 _FAMILIES = ("llama", "gpt2")  # decoder layers called with (hidden, mask, positions, cache) as below
 
@@ -123,24 +119,6 @@ def check_draft(objective: str, n_heads: int, draft: int, name: str) -> None:
             f"draft={draft} is more than model {name} can draft: trained with {objective}, it has "
             f"{most} extra head{'s' if most > 1 else ''}; use draft 1..{most}"
         )
-
-
-def check_spec_for_drafting(spec: str, draft: int) -> HeadsInfo:
-    """Validate a model spec and a draft length before loading anything (the CLI's check)."""
-    backend, arg = parse_spec(spec)
-    if backend == "openai":
-        raise UserError(f"decoding with drafts needs a lab: model with multi-token heads; {spec} is a black-box server")
-    if backend != "lab":
-        raise UserError(
-            f"decoding with drafts needs a lab: model trained with mtp:N or mtp-seq:N; {spec} is a pretrained "
-            "model without multi-token heads"
-        )
-    folder = Path(arg).expanduser()
-    if not (folder / "config.json").is_file():
-        raise UserError(f"lab model not found: {arg} has no config.json (is it a `myopia train` output dir?)")
-    info = heads_info(folder, spec)
-    check_draft(info.objective, info.n_heads, draft, spec)
-    return info
 
 
 # --- the drafter ---------------------------------------------------------------------------------
@@ -319,7 +297,7 @@ class DraftState:
 _DRAFTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def load_drafter(lm: HFModel) -> Drafter:
+def load_drafter(lm: WhiteBoxModel) -> Drafter:
     """The drafter of a ``lab:`` model loaded with :func:`myopia.load_model` (built once, then
     kept with the model): its heads from the checkpoint's safetensors file, strictly."""
     if lm in _DRAFTERS:
@@ -395,7 +373,7 @@ class _Decoder:
     """Decodes one sequence with drafts (batch 1). ``prefill`` then ``step`` until ``done``; the
     state (``cache``, ``tokens``, ``drafter_state``) is readable between steps."""
 
-    def __init__(self, lm: HFModel, drafter: Drafter, params: SamplingParams, draft: int, gen: torch.Generator):
+    def __init__(self, lm: WhiteBoxModel, drafter: Drafter, params: SamplingParams, draft: int, gen: torch.Generator):
         self.lm, self.drafter, self.params, self.k, self.gen = lm, drafter, params, draft, gen
         self.greedy = params.temperature == 0
         self.probs = lambda logits: sampling_probs(logits[None].float().cpu(), params)[0]  # (V,) float64
@@ -499,7 +477,7 @@ class _Decoder:
         self.stats.tokens = len(self.generated)
 
 
-def decode_with_drafts(lm: HFModel, ctx_ids: list[int], params: SamplingParams, draft: int,
+def decode_with_drafts(lm: WhiteBoxModel, ctx_ids: list[int], params: SamplingParams, draft: int,
                        gen: torch.Generator, drafter: Drafter | None = None) -> tuple[list[int], DraftStats]:
     """Generate after the token ids ``ctx_ids``: (generated ids, end-of-sequence included; stats)."""
     drafter = drafter or load_drafter(lm)
@@ -510,11 +488,11 @@ def decode_with_drafts(lm: HFModel, ctx_ids: list[int], params: SamplingParams, 
     return decoder.generated, decoder.stats
 
 
-def generate_with_drafts(lm: HFModel, context: Context, params: SamplingParams, draft: int,
+def generate_with_drafts(lm: WhiteBoxModel, context: Context, params: SamplingParams, draft: int,
                          gen: torch.Generator | None = None,
                          drafter: Drafter | None = None) -> tuple[Sample, DraftStats]:
     """One continuation of ``context`` decoded with ``draft`` drafted tokens per forward, and what
-    the drafting did. Same checks and output as :meth:`HFModel.sample` with ``n=1``."""
+    the drafting did. Same checks and output as :meth:`WhiteBoxModel.sample` with ``n=1``."""
     drafter = drafter or load_drafter(lm)
     check_draft(drafter.objective, drafter.n_heads, draft, lm.name)
     text, ctx_ids = lm.encode_context(context)
@@ -530,7 +508,7 @@ def generate_with_drafts(lm: HFModel, context: Context, params: SamplingParams, 
     return Sample(context=text, text=lm.tokenizer.decode(kept), token_ids=kept), stats
 
 
-def sample_with_drafts(lm: HFModel, context: Context, n: int, params: SamplingParams, draft: int) -> list[Sample]:
+def sample_with_drafts(lm: WhiteBoxModel, context: Context, n: int, params: SamplingParams, draft: int) -> list[Sample]:
     """``n`` continuations decoded with drafts, one after another from one generator seeded with
     ``params.seed`` (reproducible by seed; not the same draws as plain sampling's batch)."""
     if n < 1:

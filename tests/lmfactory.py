@@ -15,7 +15,10 @@ _CORPUS = [
 ] * 20
 
 
-def build_tiny_lm(path, vocab_size: int = 300, seed: int = 0, chat_template: str | None = None) -> str:
+def build_tiny_lm(path, vocab_size: int = 300, seed: int = 0, chat_template: str | None = None,
+                  corpus: list[str] | None = None) -> str:
+    """A tiny random Llama and a byte-level BPE (GPT-2's pre-tokenizer) trained on ``corpus``
+    (default: a few story sentences and a line of code), saved at ``path``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -28,7 +31,7 @@ def build_tiny_lm(path, vocab_size: int = 300, seed: int = 0, chat_template: str
         special_tokens=["<bos>", "<eos>", "<pad>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator(_CORPUS, trainer)
+    tok.train_from_iterator(_CORPUS if corpus is None else corpus, trainer)
     from tokenizers import processors
 
     tok.post_processor = processors.TemplateProcessing(

@@ -61,12 +61,14 @@ def test_batches_smaller_than_the_request_give_the_same_scores(tiny_lm_dir):
 
 
 def test_boundary_moves_trailing_space_to_the_continuation(smollm):
-    """lm-evaluation-harness's rule: 'a ' + 'little' scores like 'a' + ' little'."""
+    """The natural rule: 'a ' + 'little' is tokenized 'a', ' little', so ' little' straddles
+    the boundary and is scored, as after 'a' + ' little'; the space is reported as moved."""
     a = smollm.score(CTX + " ", ["little girl"])[0]
     b = smollm.score(CTX, [" little girl"])[0]
     assert [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]
     assert a.logprob == pytest.approx(b.logprob, abs=1e-5)
     assert "".join(t.token for t in b.tokens) == " little girl"
+    assert (a.moved, b.moved, a.boundary) == (" ", "", "natural")
 
 
 def test_joint_tokenization_of_a_continuation(smollm):
@@ -76,14 +78,23 @@ def test_joint_tokenization_of_a_continuation(smollm):
     assert scored[0].logprob == pytest.approx(smollm.score(CTX, [" a a a"])[0].logprob, abs=1e-4)
 
 
-@pytest.mark.parametrize("ctx, cont", [("Q: pick one\nA:", '"1"'), ("x =", "= 2"), (CTX, " little girl")])
-def test_scored_tokens_spell_the_continuation(smollm, ctx, cont):
-    """Where the context's last token merges with the continuation ('A:' + '"1"' is tokenized
-    'A', ':"', '1', '"'), the joint tail would drop the quote: the scored tokens must spell the
-    continuation exactly, and agree with continuation_ids."""
+@pytest.mark.parametrize("ctx, cont, moved", [("Q: pick one\nA:", '"1"', ":"), ("x =", "= 2", " ="),
+                                              (CTX, " little girl", "")])
+def test_scored_tokens_spell_the_continuation(smollm, ctx, cont, moved):
+    """The natural rule (this test encoded the old rule, which tokenized a continuation on its
+    own where the context's last token merges with it): 'A:' + '"1"' is tokenized 'A', ':"',
+    '1', '"', so ':"' is scored and ':' moves. The scored tokens spell moved + continuation,
+    and context + scored tokens are exactly the model's tokenization of the joint text;
+    continuation_ids (how a generation after the context's own tokens writes the text)
+    agrees where nothing moves."""
     scored = smollm.score(ctx, [cont])[0]
-    assert "".join(t.token for t in scored.tokens) == cont
-    assert [t.token_id for t in scored.tokens] == smollm.continuation_ids(ctx, cont)
+    assert scored.moved == moved
+    assert "".join(t.token for t in scored.tokens) == moved + cont
+    r = smollm._split(ctx, cont, 0)
+    assert r.ctx_ids + r.cont_ids == smollm.tokenizer(ctx + cont)["input_ids"]
+    assert [t.token_id for t in scored.tokens] == r.cont_ids
+    if not moved:
+        assert r.cont_ids == smollm.continuation_ids(ctx, cont)
 
 
 def test_sampling_is_reproducible_by_seed(tiny_lm):

@@ -27,6 +27,18 @@ class Prompt:
 
 Context = str | Prompt
 
+# How a (context, continuation) pair is cut into the tokens that are scored; see
+# LanguageModel.score and the README's "Scoring at the token boundary".
+BOUNDARIES = ("natural", "lm-eval", "exact")
+
+
+def check_boundary(boundary: str) -> str:
+    """``boundary`` itself, or a :class:`UserError` naming the accepted rules."""
+    if boundary not in BOUNDARIES:
+        accepted = ", ".join(f'"{b}"' for b in BOUNDARIES)
+        raise UserError(f"unknown boundary {boundary!r}; accepted: {accepted}")
+    return boundary
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -47,13 +59,31 @@ class TokenScore:
 
 @dataclass
 class ScoredContinuation:
+    """A scored continuation, and how the boundary rule cut the pair into tokens.
+
+    ``tokens`` are the scored tokens; they spell ``moved + continuation`` unless ``dropped``
+    or ``repeated`` say otherwise (lm-eval only). With ``boundary="exact"``, ``logprob`` is
+    the sum over every tokenization (``exact_logprob``) and ``tokens`` show the natural
+    tokenization for inspection.
+    """
+
     context: str  # the rendered context (after any chat template)
     continuation: str
     tokens: list[TokenScore] = field(default_factory=list)
+    boundary: str = "natural"  # the rule (BOUNDARIES), or "ids" for token ids given by the caller
+    moved: str = ""  # end of the context scored as part of the continuation
+    dropped: str = ""  # lm-eval: characters of context + continuation the model never sees
+    repeated: str = ""  # lm-eval: end of the context the model sees a second time
+    backed_up: str = ""  # exact: end of the context re-spelled by the summed token sequences
+    sequences: int = 0  # exact: how many token sequences the sum runs over
+    exact_logprob: float | None = None  # exact: log P(continuation | context) as a string
+    exact_bound: float = 0.0  # exact: |true value - exact_logprob| <= this (nats; mass left out)
 
     @property
     def logprob(self) -> float:
         """Joint log-prob of the continuation given the context (nats)."""
+        if self.exact_logprob is not None:
+            return self.exact_logprob
         return math.fsum(t.logprob for t in self.tokens)
 
     @property
@@ -66,6 +96,13 @@ class ScoredContinuation:
             "continuation": self.continuation,
             "logprob": self.logprob,
             "mean_logprob": self.mean_logprob,
+            "boundary": self.boundary,
+            "moved": self.moved,
+            "dropped": self.dropped,
+            "repeated": self.repeated,
+            "backed_up": self.backed_up,
+            "sequences": self.sequences,
+            "exact_bound": self.exact_bound,
             "tokens": [t.__dict__ for t in self.tokens],
         }
 
@@ -110,15 +147,30 @@ class LanguageModel:
     capabilities: Capabilities = Capabilities()
 
     # -- what experiments call -------------------------------------------------
-    def score(self, context: Context, continuations: Sequence[str]) -> list[ScoredContinuation]:
-        """Exact teacher-forced per-token log-probs of each continuation after ``context``."""
+    def score(self, context: Context, continuations: Sequence[str],
+              boundary: str = "natural") -> list[ScoredContinuation]:
+        """Exact teacher-forced per-token log-probs of each continuation after ``context``.
+
+        ``boundary`` says which tokens are scored where the tokenizer merges across the
+        boundary (one of :data:`BOUNDARIES`):
+
+        - ``"natural"``: the continuation's tokens in the model's own tokenization of
+          context + continuation; a token that straddles the boundary is scored, and the
+          context characters it covers are ``moved``;
+        - ``"lm-eval"``: lm-evaluation-harness's rule (trailing whitespace moves to the
+          continuation, the pair is tokenized jointly), with its dropped characters said;
+        - ``"exact"``: the string-level P(continuation | context), summed over every
+          tokenization (white-box backends only).
+        """
         raise NotImplementedError
 
-    def score_many(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
+    def score_many(self, requests: Sequence[tuple[Context, str]],
+                   boundary: str = "natural") -> list[ScoredContinuation]:
         """Score (context, continuation) pairs with different contexts, batched."""
+        check_boundary(boundary)
         out: list[ScoredContinuation] = []
         for ctx, cont in requests:
-            out.extend(self.score(ctx, [cont]))
+            out.extend(self.score(ctx, [cont], boundary=boundary))
         return out
 
     def next_token_logprobs(self, contexts: Sequence[Context]):

@@ -1,10 +1,9 @@
 """White-box backend: any ``transformers`` causal LM (``hf:``, ``gguf:``, bundled names, ``lab:``).
 
-Scoring is exact teacher forcing. The context/continuation boundary follows
-lm-evaluation-harness: trailing spaces of the context move to the continuation, the
-context is tokenized alone, the pair is tokenized jointly, and the continuation's tokens
-are whatever the joint encoding has after the context's tokens. The model then sees
-``context_tokens + continuation_tokens``.
+Scoring is exact teacher forcing. Where the context ends and the scored tokens begin is
+set by ``boundary`` (:mod:`._boundary` for ``natural`` and ``lm-eval``, :mod:`._exact`
+for ``exact``); each rule yields context tokens and continuation tokens, and the model
+then sees ``context_tokens + continuation_tokens``.
 
 Speed comes from exact tricks only (the numbers change by float rounding at most):
 - shared token prefixes are computed once. The distinct contexts are sorted; neighbours
@@ -33,6 +32,7 @@ from typing import Sequence
 import torch
 
 from .._errors import UserError
+from . import _exact
 from ._base import (
     Capabilities,
     Context,
@@ -42,7 +42,9 @@ from ._base import (
     ScoredContinuation,
     TokenScore,
     WhiteBoxModel,
+    check_boundary,
 )
+from ._boundary import Cut, Tokens, lmeval_cut, natural_cut
 from ._placement import budgets_for
 from ._sampling import draw
 from ._speculative import sample_with_drafts
@@ -63,6 +65,8 @@ class _Request:
     continuation: str
     ctx_ids: list[int]
     cont_ids: list[int]
+    boundary: str = "natural"
+    cut: Cut | None = None  # how the boundary rule cut the pair (None: token ids given)
 
 
 class HFModel(WhiteBoxModel):
@@ -75,7 +79,8 @@ class HFModel(WhiteBoxModel):
     capabilities = Capabilities(score=True, next_token=True, sample=True, white_box=True)
     lab_dir: str | None = None  # a lab: model's checkpoint folder (its multi-token heads live there)
 
-    def __init__(self, model, tokenizer, name: str = "hf", batch_size: int | None = None):
+    def __init__(self, model, tokenizer, name: str = "hf", batch_size: int | None = None,
+                 exact_limit: int = 4096, exact_tol: float = 1e-6):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -88,6 +93,12 @@ class HFModel(WhiteBoxModel):
         self.window = _sliding_window(model)
         # the token to condition on when a context is empty (lm-evaluation-harness does the same)
         self.prefix_token_id = _first_not_none(tokenizer.bos_token_id, tokenizer.eos_token_id)
+        self._tokens = Tokens(tokenizer, self.prefix_token_id, name)
+        # boundary="exact": the most token prefixes evaluated for one context, and the share
+        # of each sum the search may leave out (a certified bound; 0 sums every tokenization)
+        self.exact_limit = exact_limit
+        self.exact_tol = exact_tol
+        self._vocabulary: _exact.Vocabulary | None = None
 
     # -- text -----------------------------------------------------------------------
     @property
@@ -115,58 +126,58 @@ class HFModel(WhiteBoxModel):
         """The rendered text and token ids of a context (BOS added where the model wants it)."""
         text = self.render(context)
         ids = self._encode(text, special=not self._is_chat(context))
-        if not ids:
-            if self.prefix_token_id is None:
-                raise UserError(f"empty context, and model {self.name} has no BOS/EOS token to stand in")
-            ids = [self.prefix_token_id]
-        return text, ids
+        return text, self._tokens.stand_in(ids)
 
     def _encode(self, text: str, special: bool) -> list[int]:
         # a chat template already contains its special tokens
         return self.tokenizer(text, add_special_tokens=special)["input_ids"]
 
-    def _split(self, context: Context, continuation: str, index: int) -> _Request:
+    def _split(self, context: Context, continuation: str, index: int, boundary: str = "natural") -> _Request:
         if not continuation:
             raise UserError("empty continuation: a continuation needs at least one character")
         text = self.render(context)
-        n_spaces = len(text) - len(text.rstrip(" "))
-        ctx_text, cont_text = text, continuation
-        if n_spaces and not self._is_chat(context):
-            ctx_text, cont_text = text[:-n_spaces], text[-n_spaces:] + continuation
-        special = not self._is_chat(context)
-        ctx_ids = self._encode(ctx_text, special)
-        cont_ids = self._joint_tail(ctx_ids, self._encode(ctx_text + cont_text, special), cont_text)
-        if not ctx_ids:
-            ctx_ids = [self.prefix_token_id]
-        if not cont_ids:
-            raise UserError(f"continuation {continuation!r} encodes to no tokens for model {self.name}")
-        total = len(ctx_ids) + len(cont_ids)
+        if boundary == "lm-eval":
+            cut = lmeval_cut(self._tokens, text, continuation)
+        else:
+            cut = natural_cut(self._tokens, text, continuation, chat=self._is_chat(context))
+        if not cut.cont_ids:
+            why = (" (lm-evaluation-harness's joint tokenization puts all of it in the context's "
+                   "tokens, and lm-eval itself stops on such a pair)" if boundary == "lm-eval" else "")
+            raise UserError(f"continuation {continuation!r} encodes to no tokens for model {self.name}{why}")
+        total = len(cut.ctx_ids) + len(cut.cont_ids)
         if self.max_length and total > self.max_length:
             raise UserError(
                 f"context + continuation is {total} tokens, longer than model {self.name}'s "
                 f"window of {self.max_length}"
             )
-        return _Request(index, text, continuation, ctx_ids, cont_ids)
+        return _Request(index, text, continuation, cut.ctx_ids, cut.cont_ids, boundary, cut)
 
     # -- scoring --------------------------------------------------------------------
-    def score(self, context: Context, continuations: Sequence[str]) -> list[ScoredContinuation]:
-        return self.score_many([(context, c) for c in continuations])
+    def score(self, context: Context, continuations: Sequence[str],
+              boundary: str = "natural") -> list[ScoredContinuation]:
+        return self.score_many([(context, c) for c in continuations], boundary=boundary)
 
     @torch.no_grad()
-    def score_many(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
-        return self._score([self._split(ctx, cont, i) for i, (ctx, cont) in enumerate(requests)])
+    def score_many(self, requests: Sequence[tuple[Context, str]],
+                   boundary: str = "natural") -> list[ScoredContinuation]:
+        check_boundary(boundary)
+        if boundary == "exact":
+            return self._score_exact(requests)
+        return self._score([self._split(ctx, cont, i, boundary) for i, (ctx, cont) in enumerate(requests)])
 
     def continuation_ids(self, context: Context, text: str) -> list[int]:
-        """Token ids of ``text`` as it would follow ``context`` (joint tokenization), aligned
-        with :meth:`encode_context` so they can be passed to :meth:`score_ids`."""
+        """Token ids of ``text`` as a generation after ``context`` writes it, aligned with
+        :meth:`encode_context` (what :meth:`sample` continues and :meth:`score_ids` scores):
+        the joint tokenization's tail when the context's tokens begin it, else ``text`` on its
+        own, since a sample drawn after the context's tokens cannot hold a token that
+        straddles the boundary. :meth:`score`'s ``natural`` rule scores such a token instead."""
         rendered, ctx_ids = self.encode_context(context)
         return self._joint_tail(ctx_ids, self._encode(rendered + text, special=not self._is_chat(context)), text)
 
     def _joint_tail(self, ctx_ids: list[int], whole: list[int], text: str) -> list[int]:
         """The tokens of ``text`` after ``ctx_ids``: the tail of the joint tokenization ``whole``
-        when it starts with ``ctx_ids`` (lm-evaluation-harness's boundary); when the context's last
-        token merges with the text (``A:`` + ``"1"`` -> ``A``, ``:"``, ``1``, ``"``), the joint
-        tail would drop characters, so ``text`` is tokenized on its own instead."""
+        when it starts with ``ctx_ids``; when the context's last token merges with the text
+        (``A:`` + ``"1"`` -> ``A``, ``:"``, ``1``, ``"``), ``text`` tokenized on its own."""
         if whole[: len(ctx_ids)] == ctx_ids and len(whole) > len(ctx_ids):
             return whole[len(ctx_ids) :]
         return self._encode(text, special=False)
@@ -182,7 +193,7 @@ class HFModel(WhiteBoxModel):
                 raise UserError("empty continuation: a continuation needs at least one token")
             if self.max_length and len(ctx_ids) + len(ids) > self.max_length:
                 raise UserError(f"context + continuation exceeds model {self.name}'s window of {self.max_length}")
-            reqs.append(_Request(i, rendered, self.tokenizer.decode(list(ids)), ctx_ids, list(ids)))
+            reqs.append(_Request(i, rendered, self.tokenizer.decode(list(ids)), ctx_ids, list(ids), "ids"))
         return self._score(reqs)
 
     def _score(self, reqs: list[_Request]) -> list[ScoredContinuation]:
@@ -284,7 +295,52 @@ class HFModel(WhiteBoxModel):
             TokenScore(token=text, token_id=t, logprob=lp, rank=rank, entropy=ent)
             for text, t, (lp, rank, ent) in zip(texts, r.cont_ids, stats)
         ]
-        return ScoredContinuation(context=r.rendered, continuation=r.continuation, tokens=tokens)
+        cut = r.cut or Cut(r.ctx_ids, r.cont_ids)
+        return ScoredContinuation(context=r.rendered, continuation=r.continuation, tokens=tokens,
+                                  boundary=r.boundary, moved=cut.moved, dropped=cut.dropped,
+                                  repeated=cut.repeated)
+
+    # -- boundary="exact" -----------------------------------------------------------------
+    def _score_exact(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
+        """The string-level conditional of each pair (:mod:`._exact`), context by context."""
+        if self._vocabulary is None:
+            self._vocabulary = _exact.vocabulary(self.tokenizer, self.name)
+        groups: dict[tuple[str, bool], list[tuple[int, str]]] = defaultdict(list)
+        for i, (ctx, cont) in enumerate(requests):
+            if not cont:
+                raise UserError("empty continuation: a continuation needs at least one character")
+            groups[(self.render(ctx), self._is_chat(ctx))].append((i, cont))
+        out: list[ScoredContinuation | None] = [None] * len(requests)
+        for (rendered, chat), items in groups.items():
+            plan = _exact.plan_context(self._vocabulary, self._tokens, rendered, chat, items)
+            search = _exact.Search(plan, self._vocabulary, self.exact_tol, self.exact_limit)
+            search.run(self._prefix_logits(plan.a_ids))
+            for target, scored in zip(plan.targets, search.results(self.tokenizer)):
+                out[target.index] = scored
+        return out
+
+    def _prefix_logits(self, a_ids: list[int]):
+        """A function from token paths to the next-token logits (V,) after ``a_ids`` + each
+        path: ``a_ids`` forwarded once (batch 1), the paths as right-padded rows from its cache."""
+        ctx = self.model(input_ids=torch.tensor([a_ids], device=self.device), use_cache=True, logits_to_keep=1)
+
+        def next_logits(paths: list[tuple[int, ...]]) -> list[torch.Tensor]:
+            if self.max_length and len(a_ids) + max(map(len, paths)) > self.max_length:
+                raise UserError(f"boundary exact: context + continuation exceed model {self.name}'s "
+                                f"window of {self.max_length}")
+            out: list[torch.Tensor | None] = [ctx.logits[0, -1] if not p else None for p in paths]
+            rows = sorted((i for i, p in enumerate(paths) if p), key=lambda i: -len(paths[i]))
+            fits = lambda b: self._feed_batch_fits([(0, paths[i], None) for i in b], len(a_ids))  # noqa: E731
+            for batch in _greedy_batches(rows, fits):
+                lens = [len(paths[i]) for i in batch]
+                k0 = min(lens) - 1
+                o = self._extend(ctx.past_key_values, None, [0] * len(batch), [list(paths[i]) for i in batch],
+                                 keep=torch.arange(k0, max(lens)))  # logits (B, K, V)
+                for b, i in enumerate(batch):
+                    out[i] = o.logits[b, lens[b] - 1 - k0]
+            return out
+
+        return next_logits
 
     def _pad_id(self) -> int:
         return _first_not_none(self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0)

@@ -43,6 +43,7 @@ from ._base import (
     SamplingParams,
     ScoredContinuation,
     TokenScore,
+    check_boundary,
 )
 from ._openai_echo import EchoProbe, probe_echo, scored_from_echo
 from ._openai_forced import (
@@ -215,20 +216,55 @@ class OpenAIModel(LanguageModel):
         return self.map(lambda i: Sample(rendered, self._draw(context, params, params.seed + i),
                                          []), list(range(n)))
 
-    def score(self, context: Context, continuations: Sequence[str]) -> list[ScoredContinuation]:
+    def score(self, context: Context, continuations: Sequence[str],
+              boundary: str = "natural") -> list[ScoredContinuation]:
         """Exact per-token log-probs, once a probe has checked the server's ``echo`` prompt
         log-probs against its generation log-probs: read from ``echo`` when they are
         aligned; on llama.cpp's server, whose echo is shifted by one position, by forced
         generation (one request per token, see :mod:`._openai_forced`). After a chat prompt
         (no prompt log-probs there) only one-token continuations, forced as the reply's
         first token. ``token_id`` is -1 on the echo path, ``entropy`` is NaN (only the top-k
-        is known), ``rank`` counts within the top-k (-1 outside it)."""
+        is known), ``rank`` counts within the top-k (-1 outside it).
+
+        The boundary rules on a black-box server: ``natural`` reads the server's own joint
+        tokenization (a token that straddles the boundary is scored); ``lm-eval`` moves the
+        trailing whitespace and scores the same way where lm-evaluation-harness's two
+        tokenizations agree, and is refused where they do not (lm-eval then feeds the model
+        a token sequence no text sent to a server produces), and after a chat prompt (the
+        template the whitespace would come from is rendered out of sight); ``exact`` is
+        refused (it needs the full next-token distribution and the vocabulary)."""
+        check_boundary(boundary)
         text = self.render(context)
         if any(not c for c in continuations):
             raise UserError("cannot score an empty continuation")
-        if isinstance(context, Prompt) and context.chat:
+        if boundary == "exact":
+            raise UserError(
+                f'boundary "exact" sums over every tokenization with the full next-token '
+                f"distribution and the vocabulary; {self.name} is a black-box server that returns "
+                f'its top-{self.config.top_k} log-probs only; use boundary "natural" or "lm-eval", '
+                "or a white-box model")
+        chat = isinstance(context, Prompt) and context.chat
+        if chat and boundary == "lm-eval":
+            raise UserError(
+                f'boundary "lm-eval" after a chat prompt moves the end of the rendered template '
+                f"into the continuation, and {self.name} renders its template out of sight; use "
+                'boundary "natural" or a plain-text prompt')
+        if chat:
             return self._score_chat(context, list(continuations))
-        conts, k, probe = list(continuations), self.config.top_k, self.echo_probe()
+        conts = list(continuations)
+        if boundary == "lm-eval":  # lm-evaluation-harness moves all trailing whitespace
+            stripped = text.rstrip()
+            self._check_lmeval(stripped, [text[len(stripped):] + c for c in conts])
+            scored = self._score_text(stripped, [text[len(stripped):] + c for c in conts])
+            for sc, c in zip(scored, conts):
+                sc.context, sc.continuation, sc.boundary = text, c, "lm-eval"
+                sc.moved = text[len(stripped):]
+            return scored
+        return self._score_text(text, conts)
+
+    def _score_text(self, text: str, conts: list[str]) -> list[ScoredContinuation]:
+        """The natural rule: the server's joint tokenization, from the straddling token on."""
+        k, probe = self.config.top_k, self.echo_probe()
         if probe.mode == "aligned":
             return self.map(lambda c: scored_from_echo(
                 self.completion(text + c, max_tokens=1, temperature=0, echo=True, logprobs=k),
@@ -240,6 +276,30 @@ class OpenAIModel(LanguageModel):
         return assemble(text, conts, jobs, self._forced(jobs, lambda job: read_forced(
             self.client.post("/completions", {"model": self.config.model,
                                               **forced_request(job, k)}), job, self.name)))
+
+    def _check_lmeval(self, stripped: str, conts: list[str]) -> None:
+        """lm-eval scores the joint tokens past the count of the context's own tokens; on a
+        server that is the natural score only where the context's tokens begin the joint ones."""
+        if not stripped:
+            raise UserError(f"cannot score on {self.name} with boundary \"lm-eval\": the context is "
+                            "empty once its trailing whitespace moves; give a non-empty context")
+        ctx, *joints = self.map(self._prompt_tokens, [stripped] + [stripped + c for c in conts])
+        for c, joint in zip(conts, joints):
+            if joint[: len(ctx)] != ctx:
+                raise UserError(
+                    f'boundary "lm-eval" on {self.name}: lm-evaluation-harness would score '
+                    f"{c!r} after the context's own tokens, which the joint tokenization merges "
+                    "differently (it drops or repeats characters there), and no text sent to a "
+                    'server produces that token sequence; use boundary "natural"')
+
+    def _prompt_tokens(self, text: str) -> list:
+        """The server's tokens of ``text``: ids from /extras/tokenize where the echo is not
+        used, else the echoed token texts."""
+        if self.echo_probe().mode != "aligned":
+            return TokenizerEndpoints(self.root_client.post, self.config.model, self.name).tokenize(text)
+        resp = self.completion(text, max_tokens=1, temperature=0, echo=True, logprobs=1)
+        lp = _choice(resp, self.name).get("logprobs") or {}
+        return [t for t, off in zip(lp.get("tokens") or [], lp.get("text_offset") or []) if off < len(text)]
 
     def _score_chat(self, prompt: Prompt, conts: list[str]) -> list[ScoredContinuation]:
         tok = TokenizerEndpoints(self.root_client.post, self.config.model, self.name,
@@ -260,14 +320,16 @@ class OpenAIModel(LanguageModel):
         got = dict(zip(first, self.map(send, list(first.values()))))
         return [got[(job.prefix, job.token_id)] for job in jobs]
 
-    def score_many(self, requests: Sequence[tuple[Context, str]]) -> list[ScoredContinuation]:
+    def score_many(self, requests: Sequence[tuple[Context, str]],
+                   boundary: str = "natural") -> list[ScoredContinuation]:
         """Score (context, continuation) pairs: grouped by context, each group in parallel."""
+        check_boundary(boundary)
         groups: dict[Context, list[int]] = {}
         for i, (ctx, _) in enumerate(requests):
             groups.setdefault(ctx, []).append(i)
         out: list[ScoredContinuation | None] = [None] * len(requests)
         for ctx, idx in groups.items():
-            for i, scored in zip(idx, self.score(ctx, [requests[i][1] for i in idx])):
+            for i, scored in zip(idx, self.score(ctx, [requests[i][1] for i in idx], boundary)):
                 out[i] = scored
         return [s for s in out if s is not None]
 

@@ -131,7 +131,9 @@ def scored_from_echo(resp: dict[str, Any], context: str, continuation: str,
         raise UserError(f"continuation {continuation!r} produced no tokens on {name}")
     if probe.mode != "aligned":
         raise ValueError("echo log-probs are only read when the probe found them aligned")
-    out = ScoredContinuation(context=context, continuation=continuation)
+    # the natural rule: a token that straddles the boundary is scored, its context part moved
+    moved = context[offsets[start]:] if offsets[start] < len(context) else ""
+    out = ScoredContinuation(context=context, continuation=continuation, moved=moved)
     for i in range(start, end):
         value, tops = lp["token_logprobs"][i], lp["top_logprobs"][i]
         if value is None:

@@ -37,6 +37,7 @@ class ForcedJob:
     prefix: str
     token_id: int
     token_text: str
+    moved: str = ""  # the end of the context the continuation's first token covers
 
 
 class TokenizerEndpoints:
@@ -69,7 +70,17 @@ def plan_jobs(tok: TokenizerEndpoints, index: int, context: str, continuation: s
     """The forced-generation requests that score ``continuation`` after ``context``."""
     ctx_ids = tok.tokenize(context)
     all_ids = tok.tokenize(context + continuation)
-    start = _common_prefix(ctx_ids, all_ids)  # a token straddling the boundary is scored
+    start = _common_prefix(ctx_ids, all_ids)
+    moved = ""
+    if start < len(ctx_ids):
+        # the natural rule: joint tokens that still end inside the context belong to it; the
+        # first that does not straddles the boundary and is scored
+        while start + 1 < len(all_ids):
+            head = tok.detokenize(all_ids[: start + 1])
+            if len(head) > len(context) or not context.startswith(head):
+                break
+            start += 1
+        moved = context[len(tok.detokenize(all_ids[:start])) if start else 0:]
     if start == 0:
         raise UserError(f"cannot score {continuation!r} on {name}: the context must keep at "
                         "least one token of its own")
@@ -88,7 +99,7 @@ def plan_jobs(tok: TokenizerEndpoints, index: int, context: str, continuation: s
                     "re-tokenizes differently, so that token cannot be forced in its context")
         nxt = prefixes[k + 1]
         text = nxt[len(prefix):] if nxt.startswith(prefix) else ""
-        jobs.append(ForcedJob(index, prefix, all_ids[j], text))
+        jobs.append(ForcedJob(index, prefix, all_ids[j], text, moved))
     return jobs
 
 
@@ -169,4 +180,5 @@ def assemble(context: str, continuations: list[str], jobs: list[ForcedJob],
     out = [ScoredContinuation(context=context, continuation=c) for c in continuations]
     for job, score in zip(jobs, scores):
         out[job.index].tokens.append(score)
+        out[job.index].moved = job.moved
     return out

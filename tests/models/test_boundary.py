@@ -353,7 +353,7 @@ def test_exact_refuses_what_it_cannot_sum(edge_lm, fake_openai):
     from myopia.models._openai import load_openai
 
     narrow = HFModel(edge_lm.model, edge_lm.tokenizer, name="narrow", exact_limit=3)
-    with pytest.raises(UserError, match="more than 3 token prefixes"):
+    with pytest.raises(UserError, match="need more than 3 token prefixes each"):
         narrow.score("Once upon a time, there was a", [" little girl who lived"], boundary="exact")
     spec, _ = fake_openai()
     with pytest.raises(UserError, match='boundary "exact" .* black-box server'):
@@ -374,3 +374,29 @@ def test_score_json_records_the_rule_and_what_moved(tiny_lm_dir):
             assert res["moved"] == " " and "".join(t["token"] for t in res["tokens"]) == " there was"
         else:
             assert res["sequences"] > 0 and res["backed_up"].endswith(" ")
+
+
+# -- the openai: backend (black-box) ----------------------------------------------------------
+@pytest.mark.parametrize("mode", ["aligned", "shifted"])  # read from echo / forced generation
+def test_openai_natural_and_lmeval_on_the_servers_tokens(fake_openai, mode):
+    """The fake server's tokens are optional whitespace + non-space characters, so 'x y' +
+    'z w' is 'x', ' yz', ' w': ' yz' straddles, natural scores it and moves ' y'; lm-eval
+    would score ' w' after 'x', ' y' (dropping 'z'), a token sequence no text sent to a
+    server produces: refused. 'x y ' + 'a c': lm-eval moves the space and agrees with natural."""
+    from myopia.models._openai import load_openai
+    from openai_fakes import toy_logprob, toy_tokens
+
+    spec, _ = fake_openai(echo=mode)
+    model = load_openai(spec)
+    [s] = model.score("x y", ["z w"])
+    toks = toy_tokens("x yz w")
+    assert [t.token for t in s.tokens] == [" yz", " w"] and s.moved == " y" and s.boundary == "natural"
+    assert s.logprob == pytest.approx(toy_logprob(toks, 1) + toy_logprob(toks, 2), abs=1e-12)
+    with pytest.raises(UserError, match='boundary "lm-eval" on .* drops or repeats characters'):
+        model.score("x y", ["z w"], boundary="lm-eval")
+    natural = model.score("x y", [" a c"])[0]
+    [lmeval] = model.score_many([("x y ", "a c")], boundary="lm-eval")
+    assert lmeval.logprob == pytest.approx(natural.logprob, abs=1e-12)
+    assert (lmeval.boundary, lmeval.moved, lmeval.continuation, lmeval.context) == ("lm-eval", " ", "a c", "x y ")
+    with pytest.raises(UserError, match='boundary "lm-eval" after a chat prompt'):
+        model.score(Prompt("hi", chat=True), [" a"], boundary="lm-eval")

@@ -33,10 +33,14 @@ tokens after it:
    next bytes of s, recursively); the covering tokens of each prefix are one contiguous
    range of the vocabulary sorted by bytes. Special tokens spell no text and are left out.
 
+3. The prefixes are visited best-first (:class:`Search`), the natural tokenization's
+   first; a prefix whose whole subtree is certified to matter less than ``tol`` of each
+   sum it belongs to is left out, and the mass left out is reported as a bound.
+
 The number of token prefixes grows exponentially with len(s) (about 2^len(s) when every
 substring is a token), so the mode is for short continuations (answers, labels, a few
-words): more than ``limit`` prefixes for one continuation is refused with a clear line.
-Tokens must spell text byte for byte (byte-level BPE as in GPT-2/SmolLM2, or
+words): more than ``limit`` prefixes evaluated per continuation of a context is refused
+with a clear line. Tokens must spell text byte for byte (byte-level BPE as in GPT-2/SmolLM2, or
 SentencePiece-style BPE with byte fallback as in Gemma); other tokenizers are refused.
 """
 
@@ -325,12 +329,12 @@ class Search:
 
     def _evaluate(self, paths: list[tuple[int, ...]], next_logits) -> None:
         self.evaluated += len(paths)
-        if self.evaluated > self.limit:
+        if self.evaluated > self.limit * len(self.plan.targets):
             raise UserError(
-                f"boundary exact: more than {self.limit} token prefixes of "
-                f"the continuations of one context carry mass that matters (the sum grows "
-                "with every way to split the text); score shorter continuations, raise the "
-                'model\'s exact_limit, or use boundary "natural"')
+                f"boundary exact: the continuations of one context need more than {self.limit} "
+                "token prefixes each that carry mass that matters (the sum grows with every way to "
+                "split the text); score shorter continuations, raise exact_limit "
+                '(HFModel(..., exact_limit=N)), or use boundary "natural"')
         for path, logits in zip(paths, next_logits(paths)):
             self._expand(self.nodes[path], torch.log_softmax(logits.double(), dim=-1))  # (V,) float64
 

@@ -80,7 +80,7 @@ class HFModel(WhiteBoxModel):
     lab_dir: str | None = None  # a lab: model's checkpoint folder (its multi-token heads live there)
 
     def __init__(self, model, tokenizer, name: str = "hf", batch_size: int | None = None,
-                 exact_limit: int = 4096, exact_tol: float = 1e-6):
+                 exact_limit: int = 1024, exact_tol: float = 1e-6):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -94,7 +94,7 @@ class HFModel(WhiteBoxModel):
         # the token to condition on when a context is empty (lm-evaluation-harness does the same)
         self.prefix_token_id = _first_not_none(tokenizer.bos_token_id, tokenizer.eos_token_id)
         self._tokens = Tokens(tokenizer, self.prefix_token_id, name)
-        # boundary="exact": the most token prefixes evaluated for one context, and the share
+        # boundary="exact": the most token prefixes evaluated per continuation, and the share
         # of each sum the search may leave out (a certified bound; 0 sums every tokenization)
         self.exact_limit = exact_limit
         self.exact_tol = exact_tol

@@ -8,19 +8,31 @@ continuations, and applies the unembedding only where log-probs are needed; it a
 returns each token's rank and entropy, which the loop does not.
 
     python bench/bench_scoring.py [--model smollm2-135m-instruct] [--repeats 3]
+
+``--baseline SRC`` measures instead the cost of the scoring boundary rules (issue 16): text
+scoring (``score_many`` on text continuations) with the default boundary, this tree vs the
+``src`` folder of another checkout (e.g. ``git worktree add --detach ../base main``), whose
+``HFModel`` is loaded beside this tree's on the same weights; the two alternate which goes
+first, call by call. Beside it, ``boundary="exact"`` on part of the same requests.
+
+    python bench/bench_scoring.py --baseline ../base/src [--rounds 5] [--exact-prompts 24]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
 from _markdown import machine, write_section  # noqa: E402
+from myopia import UserError  # noqa: E402
 from myopia.models import SamplingParams, load_model  # noqa: E402
 
 LONG_CONTEXT = (
@@ -84,7 +96,14 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--baseline", help="src folder of the code to compare text scoring with (boundary section)")
+    ap.add_argument("--rounds", type=int, default=5, help="boundary section: rounds of both workers")
+    ap.add_argument("--fc-prompts", type=int, default=200, help="boundary section: forced-choice prompts")
+    ap.add_argument("--fc-chunk", type=int, default=20, help="boundary section: forced-choice prompts per call")
+    ap.add_argument("--exact-prompts", type=int, default=24, help="boundary section: forced-choice prompts scored exactly")
     args = ap.parse_args()
+    if args.baseline:
+        return compare(args)
     lm = load_model(args.model)
     rows = []
     for name, ctx in (("paragraph", LONG_CONTEXT), ("short prompt", SHORT_CONTEXT)):
@@ -115,6 +134,131 @@ def main() -> None:
     if not args.no_write:
         write_section("scoring", "\n".join(lines))
     print("\n".join(lines))
+
+
+# -- the boundary section: this tree's default text scoring vs a baseline checkout's ---------------
+def baseline_model(src: str, lm):
+    """``lm``'s model and tokenizer behind the baseline checkout's ``HFModel`` (its ``_hf.py``
+    loaded beside this tree's package), so both sides share one process and one copy of
+    the weights."""
+    path = Path(src) / "myopia" / "models" / "_hf.py"
+    spec = importlib.util.spec_from_file_location("myopia.models._hf_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod.HFModel(lm.model, lm.tokenizer, name=lm.name, batch_size=lm.batch_size)
+
+
+def _forced_choice_requests(n: int) -> list[list[tuple]]:
+    """The forced-choice benchmark's requests, one list per prompt."""
+    from bench_forced_choice import classes_of, prompts
+
+    return [[(prompt, c) for e in classes_of(name)[0] for c in e.continuations] for name, prompt in prompts(n)]
+
+
+def compare(args) -> None:
+    torch.set_num_threads(1)
+    new = load_model(args.model)
+    old = baseline_model(args.baseline, new)
+    texts = {}
+    for name, ctx, length in (("paragraph", LONG_CONTEXT, args.length), ("short prompt", SHORT_CONTEXT, args.length),
+                              ("one token", SHORT_CONTEXT, 1)):
+        drawn = new.sample(ctx, args.n, SamplingParams(max_tokens=length, min_tokens=length, seed=0))
+        texts[name] = [(ctx, d.text) for d in drawn]
+    per_prompt = _forced_choice_requests(args.fc_prompts)
+    step = args.fc_chunk
+    chunks = {"paragraph": [texts["paragraph"]], "short prompt": [texts["short prompt"]],
+              "forced choice": [sum(per_prompt[i:i + step], []) for i in range(0, len(per_prompt), step)]}
+    for lm in (old, new):  # warm-up: first-call allocations
+        lm.score_many(texts["short prompt"][:4])
+    times = {w: {"baseline": [], "this tree": []} for w in chunks}
+    diffs, moved = dict.fromkeys(chunks, 0.0), dict.fromkeys(chunks, 0)
+    sides = {"baseline": old, "this tree": new}
+    for r in range(args.rounds):
+        for w, parts in chunks.items():
+            for i, reqs in enumerate(parts):
+                order = ["baseline", "this tree"] if (r + i) % 2 == 0 else ["this tree", "baseline"]
+                got = {}
+                for side in order:
+                    c = time.process_time()
+                    got[side] = sides[side].score_many(reqs)
+                    times[w][side].append(time.process_time() - c)
+                diffs[w] = max(diffs[w], max(abs(a.logprob - b.logprob) for a, b in zip(got["baseline"], got["this tree"])))
+                if r == 0:
+                    moved[w] += sum(bool(x.moved) for x in got["this tree"])
+            print(f"round {r + 1} {w}: baseline {sum(times[w]['baseline'][-len(parts):]):.2f} s, this tree "
+                  f"{sum(times[w]['this tree'][-len(parts):]):.2f} s", file=sys.stderr)
+    exact = {}
+    fc_part = sum(per_prompt[: args.exact_prompts], [])
+    for w, reqs in (("forced choice", fc_part), ("one token", texts["one token"])):
+        exact[w] = []
+        for boundary in ("natural", "exact"):
+            c = time.process_time()
+            exact[w].append((new.score_many(reqs, boundary=boundary), time.process_time() - c))
+        print(f"exact {w}: natural {exact[w][0][1]:.2f} s, exact {exact[w][1][1]:.2f} s", file=sys.stderr)
+    c = time.process_time()
+    try:
+        new.score_many(texts["paragraph"][:1], boundary="exact")
+        refused = f"scored in {time.process_time() - c:.1f} s"
+    except UserError as err:
+        refused = f"refused after {time.process_time() - c:.0f} s: \"{err}\""
+    sizes = {w: sum(len(p) for p in parts) for w, parts in chunks.items()}
+    text = _boundary_report(args, times, diffs, moved, sizes, exact, refused)
+    print(text)
+    if not args.no_write:
+        write_section("scoring-boundary", text)
+
+
+def _boundary_report(args, times, diffs, moved, sizes, exact, refused) -> str:
+    med = statistics.median
+    lines = [
+        "## Scoring at the token boundary: the default rule's cost, and the exact mode's (issue 16)",
+        "",
+        f"Command: `python bench/bench_scoring.py --baseline BASE/src --model {args.model} --n {args.n} --length "
+        f"{args.length} --rounds {args.rounds} --fc-prompts {args.fc_prompts} --fc-chunk {args.fc_chunk} "
+        f"--exact-prompts {args.exact_prompts}`, with BASE a worktree of main before the boundary rules "
+        "(`git worktree add --detach BASE main`).",
+        f"Machine: {machine()}; load average {os.getloadavg()[1]:.1f} (the cores are shared with other work). "
+        "Both sides run in one process on the same weights: this tree's `HFModel` and the baseline's "
+        "(its `_hf.py` loaded beside this tree's package), scoring text continuations with `score_many` "
+        "and the default boundary; each call is timed in process CPU seconds, the two sides alternate which "
+        "goes first, call by call (forced choice: one call per chunk of prompts).",
+        "",
+        "| requests | calls per side | baseline (s, total) | this tree (s, total) | ratio of totals | median paired ratio "
+        "| max \\|Δ log-prob\\| | pairs with moved characters |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    label = {"paragraph": f"paragraph context, {args.n} x {args.length}-token continuations",
+             "short prompt": f"short prompt, {args.n} x {args.length}-token continuations",
+             "forced choice": f"forced choice, {args.fc_prompts} chat prompts, {sizes['forced choice']} pairs"}
+    worst = 0.0
+    for w, t in times.items():
+        ratios = [b / a for a, b in zip(t["baseline"], t["this tree"])]
+        total = sum(t["this tree"]) / sum(t["baseline"])
+        worst = max(worst, med(ratios))
+        lines.append(f"| {label[w]} | {len(ratios)} | {sum(t['baseline']):.1f} | {sum(t['this tree']):.1f} | "
+                     f"{total:.3f}x | **{med(ratios):.3f}x** | {diffs[w]:.1e} | {moved[w]} of {sizes[w]} |")
+    goal = "met" if worst <= 1.05 else "NOT met"
+    lines += ["", f"Ratio = this tree / baseline; goal: within 5% (median paired ratio ≤ 1.05x): {goal}. The "
+              "log-probs agree exactly: on these requests the natural rule scores the same tokens as the old one.",
+              "", "`boundary=\"exact\"` on part of the same requests (this tree, one call each):", "",
+              "| requests | natural (s) | exact (s) | exact / natural | median \\|exact − natural\\| (nats) "
+              "| largest | covering token sequences summed per pair (mean) |",
+              "|---|---|---|---|---|---|---|"]
+    for w, ((nat, tn), (ex, te)) in exact.items():
+        name = (f"forced choice, first {args.exact_prompts} prompts, {len(nat)} pairs" if w == "forced choice"
+                else f"short prompt, {len(nat)} one-token continuations")
+        gaps = [abs(a.logprob - b.logprob) for a, b in zip(nat, ex)]
+        lines.append(f"| {name} | {tn:.2f} | {te:.2f} | {te / tn:.1f}x | {med(gaps):.3f} | {max(gaps):.2f} | "
+                     f"{_prefixes(ex):.1f} |")
+    lines += ["", f"One of the paragraph's {args.length}-token continuations, exactly: {refused}", "",
+              "The exact mode sums over every tokenization of the text after the backed-up context: its cost "
+              "grows with the continuation's length and improbability; it is for answers and labels."]
+    return "\n".join(lines)
+
+
+def _prefixes(scored) -> float:
+    return statistics.mean(s.sequences for s in scored) if scored else 0.0
 
 
 if __name__ == "__main__":

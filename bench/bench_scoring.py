@@ -100,7 +100,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="boundary section: rounds of both workers")
     ap.add_argument("--fc-prompts", type=int, default=200, help="boundary section: forced-choice prompts")
     ap.add_argument("--fc-chunk", type=int, default=20, help="boundary section: forced-choice prompts per call")
-    ap.add_argument("--exact-prompts", type=int, default=24, help="boundary section: forced-choice prompts scored exactly")
+    ap.add_argument("--exact-prompts", type=int, default=24,
+                    help="boundary section: forced-choice prompts scored exactly")
     args = ap.parse_args()
     if args.baseline:
         return compare(args)
@@ -183,7 +184,8 @@ def compare(args) -> None:
                     c = time.process_time()
                     got[side] = sides[side].score_many(reqs)
                     times[w][side].append(time.process_time() - c)
-                diffs[w] = max(diffs[w], max(abs(a.logprob - b.logprob) for a, b in zip(got["baseline"], got["this tree"])))
+                gap = max(abs(a.logprob - b.logprob) for a, b in zip(got["baseline"], got["this tree"]))
+                diffs[w] = max(diffs[w], gap)
                 if r == 0:
                     moved[w] += sum(bool(x.moved) for x in got["this tree"])
             print(f"round {r + 1} {w}: baseline {sum(times[w]['baseline'][-len(parts):]):.2f} s, this tree "
@@ -224,8 +226,8 @@ def _boundary_report(args, times, diffs, moved, sizes, exact, refused) -> str:
         "and the default boundary; each call is timed in process CPU seconds, the two sides alternate which "
         "goes first, call by call (forced choice: one call per chunk of prompts).",
         "",
-        "| requests | calls per side | baseline (s, total) | this tree (s, total) | ratio of totals | median paired ratio "
-        "| max \\|Δ log-prob\\| | pairs with moved characters |",
+        "| requests | calls per side | baseline (s, total) | this tree (s, total) | ratio of totals "
+        "| median paired ratio | max \\|Δ log-prob\\| | pairs with moved characters |",
         "|---|---|---|---|---|---|---|---|",
     ]
     label = {"paragraph": f"paragraph context, {args.n} x {args.length}-token continuations",

@@ -383,8 +383,9 @@ def test_openai_natural_and_lmeval_on_the_servers_tokens(fake_openai, mode):
     'z w' is 'x', ' yz', ' w': ' yz' straddles, natural scores it and moves ' y'; lm-eval
     would score ' w' after 'x', ' y' (dropping 'z'), a token sequence no text sent to a
     server produces: refused. 'x y ' + 'a c': lm-eval moves the space and agrees with natural."""
-    from myopia.models._openai import load_openai
     from openai_fakes import toy_logprob, toy_tokens
+
+    from myopia.models._openai import load_openai
 
     spec, _ = fake_openai(echo=mode)
     model = load_openai(spec)

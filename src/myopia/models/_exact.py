@@ -51,7 +51,7 @@ import json
 import math
 import re
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -168,7 +168,8 @@ def _spelling_kind(tokenizer) -> str | None:
     types = [p.get("type") for p in parts]
     metaspace = {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}
     norm_ok = norm is None or norm == {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
-    if parts and parts[0] == metaspace and "ByteFallback" in types and set(types) <= {"Replace", "ByteFallback", "Fuse"} and norm_ok:
+    only_known = set(types) <= {"Replace", "ByteFallback", "Fuse"}
+    if parts and parts[0] == metaspace and "ByteFallback" in types and only_known and norm_ok:
         return "metaspace"
     return None
 

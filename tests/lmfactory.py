@@ -94,3 +94,17 @@ def build_tiny_arch(kind: str, vocab_size: int = 97, seed: int = 0):
         for p in model.parameters():
             p.mul_(4.0 if p.dim() > 1 else 1.0)
     return model.eval()
+def tiny_llama(vocab_size: int, seed: int = 0, dtype=None):
+    """A tiny random Llama for a tokenizer of ``vocab_size`` tokens (e.g. a real model's, to get
+    its merges with fast forward passes), in eval mode."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # larger weights than the default init, so distributions are not flat
+        for p in model.parameters():
+            p.mul_(4.0 if p.dim() > 1 else 1.0)
+    return model.to(dtype or torch.float32).eval()

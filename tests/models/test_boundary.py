@@ -18,6 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from lmfactory import tiny_llama
 from myopia import UserError
 from myopia._cli import main
 from myopia.models import Prompt
@@ -78,19 +79,6 @@ LMEVAL_DROPS = {
 }
 
 
-def _tiny_llama(vocab_size: int, seed: int = 0, dtype=torch.float32):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    model = LlamaForCausalLM(cfg)
-    with torch.no_grad():  # larger weights than the default init, so distributions are not flat
-        for p in model.parameters():
-            p.mul_(4.0 if p.dim() > 1 else 1.0)
-    return model.to(dtype).eval()
-
-
 @pytest.fixture(scope="module")
 def edge_dir(tmp_path_factory) -> str:
     from lmfactory import build_tiny_lm
@@ -108,7 +96,7 @@ def edge_lm(edge_dir):
 @pytest.fixture(scope="module")
 def smol_tiny(smollm):
     """SmolLM2's real tokenizer on a tiny random Llama: real merges, fast forward passes."""
-    return HFModel(_tiny_llama(len(smollm.tokenizer)), smollm.tokenizer, name="smol-tiny")
+    return HFModel(tiny_llama(len(smollm.tokenizer)), smollm.tokenizer, name="smol-tiny")
 
 
 def _plain_logprobs(model, ids: list[int]) -> list[float]:
@@ -182,7 +170,7 @@ def crossed_lm(tmp_path_factory):
     vocab = {"<bos>": 0, "<eos>": 1, "<pad>": 2, "a": 3, "b": 4, "c": 5, "d": 6, "bc": 7, "ab": 8}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[("b", "c"), ("a", "b")]))
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-    return HFModel(_tiny_llama(len(vocab), seed=3), hf, name="crossed")
+    return HFModel(tiny_llama(len(vocab), seed=3), hf, name="crossed")
 
 
 def test_lmeval_repeats_what_its_tokens_cover_twice_and_says_so(crossed_lm):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence, get_args
 
 from .._errors import UserError
+from ._boundary import Cut
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ Context = str | Prompt
 
 # How a (context, continuation) pair is cut into the tokens that are scored; see
 # LanguageModel.score and the README's "Scoring at the token boundary".
-BOUNDARIES = ("natural", "lm-eval", "exact")
+Boundary = Literal["natural", "lm-eval", "exact"]
+BOUNDARIES: tuple[str, ...] = get_args(Boundary)
 
 
 def check_boundary(boundary: str) -> str:
@@ -247,6 +249,16 @@ class WhiteBoxModel(LanguageModel):
 
     def score_ids(self, context: Context, continuations: Sequence[Sequence[int]]) -> list[ScoredContinuation]:
         """Score continuations given as token ids, exactly as drawn (no text round trip)."""
+        raise NotImplementedError
+
+    def cut(self, context: Context, text: str, boundary: str = "natural") -> Cut:
+        """The token ids the rule ``boundary`` (``natural`` or ``lm-eval``) gives a (context,
+        continuation) pair: what the model conditions on, what is scored, and the characters
+        that moved, were dropped or repeated (what :meth:`score` scores, as ids)."""
+        raise NotImplementedError
+
+    def score_cuts(self, context: Context, cuts: Sequence[Cut]) -> list[ScoredContinuation]:
+        """Score cuts of ``context`` made by :meth:`cut`, whose ``cont_ids`` may be shortened."""
         raise NotImplementedError
 
     def beam_search(self, context: Context, width: int, length: int) -> list[Sample]:

@@ -24,14 +24,32 @@ from dataclasses import dataclass
 
 from .._errors import UserError
 
+_RULES = {
+    "natural": "the continuation's tokens in the model's own tokenization of prompt + continuation; a token "
+               "that straddles the end of the prompt is scored, and the prompt characters it covers are "
+               "reported as moved",
+    "lm-eval": "lm-evaluation-harness's rule: trailing whitespace of the prompt moves into the continuation, "
+               "the pair is tokenized jointly, and characters its two tokenizations drop or repeat are reported",
+    "exact": "the string-level probability of the continuation after the prompt, summed over every "
+             "tokenization (the answer begins with the continuation's text, whatever its tokens)",
+}
+
+
+def describe_boundary(boundary: str) -> str:
+    """One sentence for reports: which boundary rule scored the continuations, and what it means."""
+    return f'Continuations were scored with boundary "{boundary}": {_RULES[boundary]}.'
+
 
 @dataclass
 class Cut:
+    """A (context, continuation) pair cut into token ids by a boundary rule."""
+
     ctx_ids: list[int]  # what the model conditions on
     cont_ids: list[int]  # what is scored
     moved: str = ""  # end of the context scored with the continuation
     dropped: str = ""  # characters of the pair no token the model sees spells
     repeated: str = ""  # end of the context the model sees twice
+    boundary: str = "natural"  # the rule that made the cut
 
 
 class Tokens:
@@ -88,8 +106,8 @@ def lmeval_cut(tok: Tokens, context: str, continuation: str) -> Cut:
     if context == "":
         cont = tok.encode(continuation, False)
         if cont[:1] == [tok.prefix_token_id]:
-            return Cut(cont[:1], cont[1:])
-        return Cut(tok.stand_in([]), cont)
+            return Cut(cont[:1], cont[1:], boundary="lm-eval")
+        return Cut(tok.stand_in([]), cont, boundary="lm-eval")
     stripped = context.rstrip()
     moved = context[len(stripped):]
     joint_text = context + continuation
@@ -98,7 +116,7 @@ def lmeval_cut(tok: Tokens, context: str, continuation: str) -> Cut:
     special = not (bos and stripped.startswith(bos))
     ctx = tok.encode(stripped, special)
     joint = tok.encode(joint_text, special)
-    cut = Cut(tok.stand_in(ctx), joint[len(ctx):], moved=moved)
+    cut = Cut(tok.stand_in(ctx), joint[len(ctx):], moved=moved, boundary="lm-eval")
     if joint[: len(ctx)] != ctx and len(joint) > len(ctx):
         ends = tok.ends(joint_text, joint, special)
         seen = ends[len(ctx) - 1] if ctx else 0  # where the scored tokens' text begins

@@ -144,13 +144,39 @@ class HFModel(WhiteBoxModel):
             why = (" (lm-evaluation-harness's joint tokenization puts all of it in the context's "
                    "tokens, and lm-eval itself stops on such a pair)" if boundary == "lm-eval" else "")
             raise UserError(f"continuation {continuation!r} encodes to no tokens for model {self.name}{why}")
-        total = len(cut.ctx_ids) + len(cut.cont_ids)
+        self._check_window(len(cut.ctx_ids) + len(cut.cont_ids))
+        return _Request(index, text, continuation, cut.ctx_ids, cut.cont_ids, boundary, cut)
+
+    def _check_window(self, total: int) -> None:
         if self.max_length and total > self.max_length:
             raise UserError(
                 f"context + continuation is {total} tokens, longer than model {self.name}'s "
                 f"window of {self.max_length}"
             )
-        return _Request(index, text, continuation, cut.ctx_ids, cut.cont_ids, boundary, cut)
+
+    def cut(self, context: Context, text: str, boundary: str = "natural") -> Cut:
+        """The token ids ``boundary`` gives (context, ``text``): what :meth:`score` scores."""
+        check_boundary(boundary)
+        if boundary == "exact":
+            raise UserError('boundary "exact" sums over every tokenization of the text, so it has no '
+                            'single token sequence to cut; use boundary "natural" or "lm-eval"')
+        return self._split(context, text, 0, boundary).cut
+
+    @torch.no_grad()
+    def score_cuts(self, context: Context, cuts: Sequence[Cut]) -> list[ScoredContinuation]:
+        """Score cuts of ``context`` made by :meth:`cut` (their ``cont_ids`` may be shortened):
+        each ``cont_ids`` after its ``ctx_ids``. ``continuation`` is the text the scored tokens
+        spell, less the moved characters."""
+        rendered = self.render(context)
+        reqs = []
+        for i, c in enumerate(cuts):
+            if not c.cont_ids:
+                raise UserError("empty continuation: a continuation needs at least one token")
+            self._check_window(len(c.ctx_ids) + len(c.cont_ids))
+            spelled = self.tokenizer.decode(list(c.cont_ids))
+            text = spelled[len(c.moved):] if c.moved and spelled.startswith(c.moved) else spelled
+            reqs.append(_Request(i, rendered, text, list(c.ctx_ids), list(c.cont_ids), c.boundary, c))
+        return self._score(reqs)
 
     # -- scoring --------------------------------------------------------------------
     def score(self, context: Context, continuations: Sequence[str],

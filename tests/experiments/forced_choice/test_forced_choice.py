@@ -242,3 +242,67 @@ def test_samples_are_drawn_in_bounded_seeded_batches(tiny_lm):
     for k, n in enumerate((4, 4, 2)):
         expected += [s.text for s in tiny_lm.sample("The cat", n, SamplingParams(max_tokens=3, seed=5 + k))]
     assert texts == expected and len(texts) == 10
+
+
+# -- the scoring boundary ---------------------------------------------------------------------------
+def test_the_boundary_rule_is_recorded_and_named_in_the_report(fc_result):
+    import html
+
+    assert fc_result.summary.boundary == "natural"  # the default
+    assert json.loads((fc_result.run_dir / "summary.json").read_text())["boundary"] == "natural"
+    page = html.unescape((fc_result.run_dir / "report.html").read_text())
+    assert 'Continuations were scored with boundary "natural"' in page and "scored tokens" in page
+
+
+@pytest.fixture(scope="module")
+def smol_tiny(smollm):
+    """SmolLM2's tokenizer (it merges ':"') on a tiny random Llama."""
+    from lmfactory import tiny_llama
+    from myopia.models._hf import HFModel
+
+    return HFModel(tiny_llama(len(smollm.tokenizer), seed=5), smollm.tokenizer, name="smol-tiny")
+
+
+def test_exact_classes_follow_the_boundary_rule(smol_tiny):
+    """'Q: ...\\nA:' + '"1"' is jointly 'A', ':"', '1', '"'. natural scores ':"', '1', '"' (':' moved)
+    as a plain forward pass over the joint tokens does; lm-eval drops the quote and says so;
+    exact gives each continuation's string-level probability, and the classes then add up."""
+    from myopia.experiments.forced_choice._answers import exact_answers
+    from myopia.experiments.forced_choice._spec import AnswerClass, Variant
+
+    variant = Variant(name="v", text="pick", classes=[AnswerClass(name="one", continuations=['"1"', " 1"]),
+                                                      AnswerClass(name="zero", continuations=['"0"', " 0"])])
+    prompt, tok = "Q: pick one\nA:", smol_tiny.tokenizer
+    _, natural, status = exact_answers(smol_tiny, prompt, variant, {}, "natural")
+    by = {r["continuation"]: r for r in natural}
+    assert status == "ok" and (by['"1"']["moved"], by['"1"']["tokens"]) == (":", ':"|1|"')
+    assert by[" 1"]["moved"] == "" and by[" 1"]["tokens"] == " |1"  # SmolLM2 writes digits alone
+    joint = tok(prompt + '"1"')["input_ids"]
+    with torch.no_grad():
+        logp = torch.log_softmax(smol_tiny.model(torch.tensor([joint])).logits[0].double(), dim=-1)  # (T, V)
+    want = math.fsum(logp[i - 1, joint[i]].item() for i in range(len(joint) - 3, len(joint)))
+    assert by['"1"']["logprob"] == pytest.approx(want, abs=1e-4)
+    _, lmeval, _ = exact_answers(smol_tiny, prompt, variant, {}, "lm-eval")
+    assert {r["continuation"]: r["dropped"] for r in lmeval}['"1"'] == '"'
+    rows, exact, status = exact_answers(smol_tiny, prompt, variant, {}, "exact")
+    assert status == "ok"
+    for r in exact:
+        assert r["logprob"] == pytest.approx(smol_tiny.score(prompt, [r["continuation"]], boundary="exact")[0].logprob,
+                                             abs=1e-9)
+    assert math.fsum(r["probability"] for r in rows) == pytest.approx(1.0) and all(r["probability"] >= 0 for r in rows)
+
+
+def test_sampled_begins_with_matches_text_under_exact(smol_tiny):
+    """A sample '"1",' (tokens '"', '1', '",'): its tokens do not begin with the scored '"', '1', '"'
+    (natural counts it as other), but its text begins with '"1"', the event exact measures."""
+    from myopia.experiments.forced_choice._answers import begins_with
+    from myopia.experiments.forced_choice._spec import AnswerClass, Variant
+    from myopia.models import Sample
+
+    variant = Variant(name="v", text="pick", classes=[AnswerClass(name="one", continuations=['"1"'])])
+    prompt = "Q: pick one\nA:"
+    ids = smol_tiny.continuation_ids(prompt, '"1",')
+    assert smol_tiny.tokenizer.convert_ids_to_tokens(ids)[-1] == '",'
+    drawn = [Sample(context=prompt, text='"1",', token_ids=ids)]
+    assert begins_with(smol_tiny, prompt, drawn, variant, "natural") == ["other"]
+    assert begins_with(smol_tiny, prompt, drawn, variant, "exact") == ["one"]

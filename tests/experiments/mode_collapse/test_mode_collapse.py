@@ -185,6 +185,7 @@ def test_table_has_a_row_per_model_and_text_with_the_other_columns_once():
     numbers = dict(samples=4, answers=3, entropy=0.6, uniform_entropy=math.log(101), uniform_entropy_at_n=1.0,
                    top=[(7, 2), (3, 1)], kinds={"answer": 3, "none": 1})
     s = ModeCollapseSummary(
+        boundary="natural",
         text=[TextFigures(model="a", text="t1", **figures), TextFigures(model="a", text="t2", **figures)],
         mc=[ChoiceFigures(model="a", questions=2, accuracy=0.5, mean_confidence=0.6, ece=0.2, mean_option_mass=0.9)],
         numbers=[NumberFigures(model="a", prompt=0, **numbers), NumberFigures(model="a", prompt=1, **numbers),
@@ -217,3 +218,34 @@ def test_black_box_model_is_refused_per_part(tmp_path):
         status = tables["status"][0]["status"]
         assert status.startswith("refused:") and ("white_box" in status or "score" in status)
         assert set(tables) == {"status"}
+
+
+def test_boundary_rule_is_recorded_and_passed_to_the_letter_scores(mc_result, tiny_lm):
+    """The default rule is recorded and named in the report; the spec's rule is the one the letters are
+    scored with: with boundary "exact" their probabilities are their string-level ones."""
+    import html
+
+    from myopia.data import mc_questions
+    from myopia.experiments.mode_collapse._multiple_choice import mc_prompt, mc_records
+
+    result = mc_result[0]
+    assert result.summary.boundary == "natural"
+    page = html.unescape((result.run_dir / "report.html").read_text())
+    assert 'Continuations were scored with boundary "natural"' in page
+    questions = mc_questions()[:2]
+    rows = {b: mc_records(tiny_lm, questions, False, {}, b) for b in ("natural", "exact")}
+    for i, q in enumerate(questions):
+        prompt, space = mc_prompt(q, False)
+        letters = [space + "ABCD"[j] for j in range(len(q["options"]))]
+        for b, got in rows.items():
+            lps = [s.logprob for s in tiny_lm.score(prompt, letters, boundary=b)]
+            p = np.exp(lps) / np.exp(lps).sum()
+            assert got[i]["confidence"] == pytest.approx(p.max(), rel=1e-6) and got[i]["moved"] == ""
+    seen = []  # the rule reaches the scorer (on this tiny vocabulary the two rules' figures nearly coincide)
+    real = tiny_lm.score_many
+    tiny_lm.score_many = lambda reqs, boundary="natural": seen.append(boundary) or real(reqs, boundary=boundary)
+    try:
+        mc_records(tiny_lm, questions, False, {}, "lm-eval")
+    finally:
+        del tiny_lm.score_many
+    assert seen == ["lm-eval"]

@@ -98,3 +98,37 @@ def test_empty_strings_are_one_line_user_errors(field):
     with pytest.raises(UserError, match="empty strings") as e:
         resolve_spec("sequence-likelihood", [f'{field}=[""]'])
     assert "\n" not in str(e.value)
+
+
+def test_listed_continuations_follow_the_boundary_rule(tiny_lm_dir, tmp_path):
+    """A prompt that ends in a space: 'a ' + 'little girl' is jointly 'a', ' little', ' girl', so
+    natural scores ' little' (the space moved) as one plain forward pass over the joint tokens
+    does; the rule is recorded and named in the report; exact is refused in one line."""
+    import html
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    prompt, text = "Once upon a time, there was a ", "little girl who lived in a village"
+    overrides = [f'models=["hf:{tiny_lm_dir}"]', f"prompts={json.dumps([prompt])}", "length=4", "samples=2",
+                 "beam_width=1", f"continuations={json.dumps([text])}"]
+    result = run("sequence-likelihood", overrides, out=tmp_path / "run")
+    assert result.summary.boundary == "natural"
+    conts = read_parquet(result.run_dir / "results" / "continuations.parquet")
+    user = next(c for c in conts if c["kind"] == "user")
+    assert user["moved"] == " " and user["text"] == "little girl who lived"[: len(user["text"])]
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    joint = tok(prompt + text)["input_ids"]
+    n_ctx = len(tok(prompt.rstrip(" "))["input_ids"])
+    assert joint[:n_ctx] == tok(prompt.rstrip(" "))["input_ids"]
+    ids = joint[: n_ctx + 4]
+    lm = AutoModelForCausalLM.from_pretrained(tiny_lm_dir).eval()
+    with torch.no_grad():
+        logp = torch.log_softmax(lm(torch.tensor([ids])).logits[0].double(), dim=-1)  # (T, V)
+    want = math.fsum(logp[i - 1, ids[i]].item() for i in range(n_ctx, len(ids)))
+    assert user["logprob"] == pytest.approx(want, abs=1e-4) and user["n_tokens"] == 4
+    assert all(c["moved"] == "" for c in conts if c["kind"] in ("greedy", "beam", "sample"))
+    page = html.unescape((result.run_dir / "report.html").read_text())
+    assert 'Continuations were scored with boundary "natural"' in page and "moved ' '" in page
+    with pytest.raises(UserError, match="'natural' or 'lm-eval'") as e:
+        resolve_spec("sequence-likelihood", ['boundary="exact"'])
+    assert "\n" not in str(e.value)

@@ -6,7 +6,9 @@ letters". For each model and prompt variant, the answer classes are measured thr
 
 - ``exact``: classes given as continuations, scored by teacher forcing (the probability
   that the answer *begins with* one of them: the sum of their joint probabilities);
-  ``other`` is the remaining mass. A black-box (``openai:``) model scores on a completion
+  ``other`` is the remaining mass. The spec's ``boundary`` says which tokens are scored
+  where a continuation merges with the end of the prompt (``natural``, ``lm-eval``, or
+  ``exact``: the text event summed over every tokenization). A black-box (``openai:``) model scores on a completion
   endpoint (``chat = "never"``); after a chat prompt it can force only a reply's first
   token, so classes with longer continuations are refused there: the refusal is recorded
   per cell and the sampled columns still run.
@@ -55,11 +57,12 @@ class ForcedChoice(Experiment):
         prompt = frame_prompt(model, variant.text, spec.chat, spec.frame)
         key = {"model": cell.model, "variant": variant.name}
         ctx.progress(0, total=2, note="exact")
-        exact_rows, cont_rows, exact_status = exact_answers(model, prompt, variant, key)
+        exact_rows, cont_rows, exact_status = exact_answers(model, prompt, variant, key, spec.boundary)
         ctx.progress(1, note=f"{spec.samples} samples")
         seed = spec.seed * 1_000_003 + sum(ord(ch) for ch in cell.id)
         params = SamplingParams(max_tokens=spec.max_tokens, temperature=spec.temperature, seed=seed)
-        sample_rows, sampled_rows, sample_status = sampled_answers(model, prompt, variant, key, spec.samples, params)
+        sample_rows, sampled_rows, sample_status = sampled_answers(model, prompt, variant, key, spec.samples, params,
+                                                                   spec.boundary)
         ctx.progress(1)
         prompt_row = {**key, "chat": bool(prompt.chat), "rendered": render(model, prompt),
                       "text": variant.text, "exact_status": exact_status, "sample_status": sample_status}

@@ -4,6 +4,7 @@ probabilities (table and grouped bars), continuations, sample completions and re
 from __future__ import annotations
 
 from ...answers import OTHER
+from ...models import describe_boundary
 from ...report import Section, interval, num, plt
 from .._base import Tables
 from ._spec import ForcedChoiceSpec
@@ -22,6 +23,7 @@ def report(tables: Tables, spec: ForcedChoiceSpec, summary: ForcedChoiceSummary,
         "random letter string alone on the first line of the answer). 'other' is the rest of the mass. Intervals "
         "are 95 % Wilson intervals. Tuned models are prompted through their chat template, base models "
         f"through the frame {spec.frame!r}; the exact prompts are below.")
+    section.text(describe_boundary(summary.boundary) + _moved_note(tables, summary.boundary))
     section.table(*summary.table(), caption="Does P(guess-0 answer) drop when '0' must be answered "
                   "with a random string? (strict pattern, sampled)")
     for a in summary.answers:
@@ -51,11 +53,12 @@ def _model_section(model: str, idx, prompts, tables: Tables, spec: ForcedChoiceS
     conts = [r for r in tables.get("continuations", []) if r["model"] == model]
     if conts:
         first = variants[0]
-        section.table(["class", "continuation", "tokens", "joint prob.", "first-token prob."],
-                      [[r["class"], repr(r["continuation"]), r["tokens"], r["probability"],
+        section.table(["class", "continuation", "scored tokens", "moved", "joint prob.", "first-token prob."],
+                      [[r["class"], repr(r["continuation"]), r["tokens"], _boundary_chars(r), r["probability"],
                         r["first_token_probability"]] for r in conts if r["variant"] == first],
-                      caption=f"{model} · {first}: each continuation's tokens, its joint probability and its "
-                      "first token's probability ('other' is not 1 minus the first-token masses)")
+                      caption=f"{model} · {first}: each continuation's scored tokens, the prompt characters "
+                      "they cover (moved; lm-eval: dropped or repeated), its joint probability and its first "
+                      "token's probability ('other' is not 1 minus the first-token masses)")
     _examples(model, variants, tables, spec, section)
     seen = set()
     for v in variants:
@@ -64,6 +67,26 @@ def _model_section(model: str, idx, prompts, tables: Tables, spec: ForcedChoiceS
             seen.add(text)
             chat = "chat template" if prompts[(model, v)]["chat"] else "plain frame"
             section.code(text, caption=f"exact prompt seen by {model} ({chat}), variant {v}:")
+
+
+def _boundary_chars(r: dict) -> str:
+    """What the boundary rule did to a continuation's prompt: moved (and dropped, repeated) characters."""
+    parts = [repr(r.get("moved", ""))] if r.get("moved") else []
+    parts += [f"{k} {r[k]!r}" for k in ("dropped", "repeated") if r.get(k)]
+    return ", ".join(parts) or "–"
+
+
+def _moved_note(tables: Tables, boundary: str) -> str:
+    """Where the rule scored a continuation from a token covering the prompt's end, say what that means."""
+    moved = sorted({(r["model"], r["continuation"], r["moved"]) for r in tables.get("continuations", [])
+                    if r.get("moved")})
+    if not moved or boundary != "natural":
+        return ""
+    cases = "; ".join(f"{m}: {c!r} moved {x!r}" for m, c, x in moved[:6]) + ("; …" if len(moved) > 6 else "")
+    return (f" Here {len(moved)} continuation(s) begin with a token that covers the end of the prompt ({cases}): "
+            "their probability is that of writing the moved characters and the continuation after the "
+            "shorter prompt, while the sampled 'begins with' column counts samples drawn after the whole "
+            'prompt\'s tokens; boundary "exact" gives the text event for every class alike.')
 
 
 def _class_names(idx, model: str, variant: str) -> list[str]:

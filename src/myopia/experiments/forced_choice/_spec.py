@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ...answers import OTHER, ExactClass, PatternClass, check_prefix_free
-from ...models import ChatMode
+from ...models import Boundary, ChatMode
 from .._base import Frame, Spec
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
@@ -141,6 +141,9 @@ class ForcedChoiceSpec(Spec):
     max_tokens: int = Field(8, ge=1, le=256)
     temperature: float = Field(1.0, gt=0)
     examples: int = Field(3, ge=0, le=50, description="sample completions shown per class")
+    boundary: Boundary = Field(
+        "natural", description="how the exact classes' continuations are cut into scored tokens where the "
+        'tokenizer merges across the end of the prompt: "natural", "lm-eval" or "exact" (README of the models)')
 
     @model_validator(mode="after")
     def _names(self) -> "ForcedChoiceSpec":

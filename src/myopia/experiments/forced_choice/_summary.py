@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...answers import OTHER
+from ...models import Boundary
 from ...report import interval, num, pct
 from ...stats import wilson_interval
 from .._base import Headline, TableRow, Tables
@@ -108,6 +109,8 @@ class ForcedChoiceSummary(Headline):
     the one-line answer to seeds/001."""
 
     samples: int = Field(description="sampled completions per model and variant")
+    boundary: Boundary = Field(description="the rule that cut the exact classes' continuations into scored "
+                               'tokens: "natural", "lm-eval" or "exact"')
     cells: list[VariantFigures]
     answers: list[AnswerFigures]
 
@@ -151,7 +154,7 @@ def summarize(tables: Tables, spec: ForcedChoiceSpec) -> ForcedChoiceSummary:
                                     sample_status=p["sample_status"], **probs))
     answers = [a for m in models_in(tables) for word, random in spec.compare
                if (a := _compare(idx, m, word, random)) is not None]
-    return ForcedChoiceSummary(samples=spec.samples, cells=cells, answers=answers)
+    return ForcedChoiceSummary(samples=spec.samples, boundary=spec.boundary, cells=cells, answers=answers)
 
 
 def _guess_counts(classes: dict[str, dict], guess: str) -> tuple[int, int, int] | None:

@@ -103,7 +103,7 @@ class ModeCollapse(Experiment):
         if spec.mc_limit:
             questions = questions[: spec.mc_limit]
         ctx.progress(0, total=1, note=f"{len(questions)} questions")
-        rows = mc_records(lm, questions, use_chat(lm, spec.chat), {"model": cell.model})
+        rows = mc_records(lm, questions, use_chat(lm, spec.chat), {"model": cell.model}, spec.boundary)
         ctx.progress(1)
         return {"mc": rows}
 

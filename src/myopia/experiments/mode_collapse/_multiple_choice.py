@@ -1,12 +1,14 @@
 """Multiple choice on one model: each option letter's probability as the answer, renormalised
-over the letters (as in the GPT-4 report's calibration plot), scored exactly."""
+over the letters (as in the GPT-4 report's calibration plot), scored exactly with a boundary
+rule (``natural`` by default: the letter's token in the model's own tokenization; ``exact``:
+the text begins with the letter, so words that begin with it count too)."""
 
 from __future__ import annotations
 
 import math
 import string
 
-from ...models import LanguageModel, Prompt
+from ...models import Boundary, LanguageModel, Prompt
 
 LETTERS = string.ascii_uppercase
 
@@ -21,17 +23,19 @@ def mc_prompt(q: dict, chat: bool) -> tuple[Prompt, str]:
     return Prompt("Question: " + body + "\nAnswer:"), " "
 
 
-def mc_records(lm: LanguageModel, questions: list[dict], chat: bool, key: dict) -> list[dict]:
+def mc_records(lm: LanguageModel, questions: list[dict], chat: bool, key: dict,
+               boundary: Boundary = "natural") -> list[dict]:
     """Per question: each option letter's probability as the next answer, renormalised over
     the options (as in the GPT-4 report's calibration plot), the top option's confidence and
-    whether it is right; ``mass`` is the unnormalised total on the letters."""
+    whether it is right; ``mass`` is the unnormalised total on the letters; ``moved``, the
+    prompt characters the letters' scored tokens cover (boundary ``natural``), if any."""
     requests, spans = [], []
     for q in questions:
         prompt, space = mc_prompt(q, chat)
         letters = [f"{space}{LETTERS[i]}" for i in range(len(q["options"]))]
         spans.append((len(requests), len(letters)))
         requests += [(prompt, c) for c in letters]
-    scored = lm.score_many(requests)
+    scored = lm.score_many(requests, boundary=boundary)
     rows = []
     for qi, (q, (start, k)) in enumerate(zip(questions, spans)):
         lps = [scored[start + j].logprob for j in range(k)]
@@ -43,5 +47,7 @@ def mc_records(lm: LanguageModel, questions: list[dict], chat: bool, key: dict) 
                      "pick": LETTERS[pick], "confidence": probs[pick], "correct": pick == q["answer"],
                      "mass": math.fsum(math.exp(v) for v in lps),
                      "probs": " ".join(f"{LETTERS[j]}={p:.3f}" for j, p in enumerate(probs)),
+                     "moved": " ".join(sorted({repr(scored[start + j].moved) for j in range(k)
+                                               if scored[start + j].moved})),
                      "rendered": scored[start].context})
     return rows

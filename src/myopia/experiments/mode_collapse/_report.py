@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 from pydantic import BaseModel
 
+from ...models import describe_boundary
 from ...report import Section, plt
 from ...stats import reliability_bins
 from .._base import Tables
@@ -69,6 +70,13 @@ def _mc(tables: Tables, summary: ModeCollapseSummary, section: Section) -> None:
     section.table(["model", *cols], [[r.model, *_columns(r, cols)] for r in summary.mc],
                   caption="Multiple choice: option probabilities renormalised over the letters; mean_option_mass "
                   "is the unnormalised mass on the letters (how much the model answers with a letter at all)")
+    moved = sorted({(r["model"], r["moved"]) for r in tables.get("mc", []) if r.get("moved")})
+    note = ""
+    if moved:
+        note = " Prompt characters covered by the letters' scored tokens: " + "; ".join(f"{m}: {x}" for m, x in moved)
+    elif summary.boundary == "natural":
+        note = " No letter's token covered the end of its prompt."
+    section.text(describe_boundary(summary.boundary) + note)
     for m in models_in(tables):
         rows = [r for r in tables.get("mc", []) if r["model"] == m]
         if rows:

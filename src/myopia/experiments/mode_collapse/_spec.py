@@ -8,7 +8,7 @@ from pydantic import Field, field_validator
 
 from ..._errors import UserError
 from ...data import read_text
-from ...models import ChatMode
+from ...models import Boundary, ChatMode
 from .._base import Frame, Spec
 
 NUMBER_PROMPTS = [
@@ -30,6 +30,8 @@ class ModeCollapseSpec(Spec):
     bins: int = Field(10, ge=2, le=50, description="equal-width bins of the reliability diagrams and ECE")
     multiple_choice: bool = True
     mc_limit: int = Field(0, ge=0, description="questions used from the shipped set (0 = all)")
+    boundary: Boundary = Field("natural", description="how the option letters are cut into scored tokens where "
+                               'the tokenizer merges across the end of the prompt: "natural", "lm-eval" or "exact"')
     number_prompts: list[str] = Field(default_factory=lambda: list(NUMBER_PROMPTS), min_length=0)
     number_low: int = 0
     number_high: int = 100

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ...models import Boundary
 from ...stats import expected_calibration_error
 from .._base import Headline, TableRow, Tables
 from ._numbers import answer_distribution
@@ -92,6 +93,8 @@ class ModeCollapseSummary(Headline):
     """Base vs tuned on the same inputs: next-token entropy and calibration on texts, multiple
     choice, random-number answers; and the parts a model refused."""
 
+    boundary: Boundary = Field(description='the rule that cut the option letters into scored tokens: "natural", '
+                               '"lm-eval" or "exact"')
     text: list[TextFigures]
     mc: list[ChoiceFigures]
     numbers: list[NumberFigures] = Field(description='per model and prompt, then "all" pooled when several')
@@ -151,7 +154,7 @@ def summarize(tables: Tables, spec: ModeCollapseSpec) -> ModeCollapseSummary:
         if len(prompts) > 1:
             numbers.append(_numbers(m, "all", rows, spec))
     status = [PartStatus(**r) for r in tables.get("status", []) if r["status"] != "ok"]
-    return ModeCollapseSummary(text=text, mc=mc, numbers=numbers, status=status)
+    return ModeCollapseSummary(boundary=spec.boundary, text=text, mc=mc, numbers=numbers, status=status)
 
 
 def _text(tokens: list[dict], info: dict, bins: int) -> TextFigures:

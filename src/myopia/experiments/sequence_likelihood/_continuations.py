@@ -1,16 +1,18 @@
 """The continuations of one prompt, all of one token length, and their per-token records.
 
 Every continuation is a list of token ids, scored exactly as drawn (no text round trip). A
-listed continuation is tokenized after the prompt (jointly, as the model would see it) and cut
-to the length; a degenerate unit is repeated until it fills the length.
+listed continuation is cut into tokens after the prompt by the spec's boundary rule
+(``natural``: the model's own tokenization of prompt + text, which may score a token that
+covers the end of the prompt; ``lm-eval``) and cut to the length; a degenerate unit is
+repeated until it fills the length.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from ...models import Context, ScoredContinuation, WhiteBoxModel
+from ...models import Context, Cut, ScoredContinuation, WhiteBoxModel
 from .._base import Tables
 
 Kind = Literal["greedy", "beam", "sample", "user", "degenerate"]
@@ -23,19 +25,20 @@ class Drawn:
     ids: list[int]
 
 
-def listed(model: WhiteBoxModel, prompt: Context, text: str, n: int) -> list[int]:
-    """The token ids of a listed continuation after ``prompt``, cut to ``n`` tokens."""
-    return model.continuation_ids(prompt, text)[:n]
+def listed(model: WhiteBoxModel, prompt: Context, text: str, n: int, boundary: str) -> Cut:
+    """A listed continuation after ``prompt``, cut into tokens by ``boundary`` and to ``n`` tokens."""
+    cut = model.cut(prompt, text, boundary)
+    return replace(cut, cont_ids=cut.cont_ids[:n])
 
 
-def repeated(model: WhiteBoxModel, prompt: Context, unit: str, n: int) -> list[int]:
+def repeated(model: WhiteBoxModel, prompt: Context, unit: str, n: int, boundary: str) -> Cut:
     """``unit`` repeated until the continuation is exactly ``n`` tokens (cut if it overshoots)."""
-    k = n
+    k, per_unit = n, max(1, len(model.cut(prompt, unit, boundary).cont_ids))
     while True:
-        ids = model.continuation_ids(prompt, unit * k)
-        if len(ids) >= n or k > 8 * n:
-            return ids[:n]
-        k += max(1, (n - len(ids)) // max(1, len(model.continuation_ids(prompt, unit))))
+        cut = model.cut(prompt, unit * k, boundary)
+        if len(cut.cont_ids) >= n or k > 8 * n:
+            return replace(cut, cont_ids=cut.cont_ids[:n])
+        k += max(1, (n - len(cut.cont_ids)) // per_unit)
 
 
 def records(key: dict, drawn: list[Drawn], scored: list[ScoredContinuation]) -> Tables:
@@ -53,6 +56,7 @@ def records(key: dict, drawn: list[Drawn], scored: list[ScoredContinuation]) -> 
                 "logprob": s.logprob,
                 "mean_logprob": s.mean_logprob,
                 "mean_entropy": sum(ents) / max(len(ents), 1),
+                "moved": s.moved,
                 "rendered_prompt": s.context,
             }
         )

@@ -9,7 +9,8 @@ and prompt, continuations of one token length are drawn four ways and scored per
 - ``beam``: the ``beam_width`` best continuations by beam search (top-K sequences);
 - ``sample``: ``samples`` continuations at temperature ``temperature`` (typical sequences);
 - ``user`` and ``degenerate``: the listed continuations (by default the seed's story), and
-  each unit in ``degenerate`` repeated to the same token length (by default " a").
+  each unit in ``degenerate`` repeated to the same token length (by default " a"), cut into
+  tokens by the spec's ``boundary`` rule (``natural`` or ``lm-eval``).
 
 End-of-sequence is forbidden before ``length`` tokens, so every generated continuation has
 exactly ``length`` tokens; user continuations are cut to ``length`` tokens. The headline
@@ -59,10 +60,11 @@ class SequenceLikelihood(Experiment):
         ctx.progress(1, note=f"{spec.samples} samples")
         params = SamplingParams(max_tokens=L, min_tokens=L, temperature=spec.temperature, seed=seed)
         drawn += [Drawn("sample", j, s.token_ids) for j, s in enumerate(model.sample(prompt, spec.samples, params))]
-        drawn += [Drawn("user", j, listed(model, prompt, c, L)) for j, c in enumerate(spec.continuations)]
-        drawn += [Drawn("degenerate", j, repeated(model, prompt, u, L)) for j, u in enumerate(spec.degenerate)]
+        cuts = [("user", j, listed(model, prompt, c, L, spec.boundary)) for j, c in enumerate(spec.continuations)]
+        cuts += [("degenerate", j, repeated(model, prompt, u, L, spec.boundary)) for j, u in enumerate(spec.degenerate)]
         ctx.progress(1, note="scoring")
-        scored = model.score_ids(prompt, [d.ids for d in drawn])
+        scored = model.score_ids(prompt, [d.ids for d in drawn]) + model.score_cuts(prompt, [c for *_, c in cuts])
+        drawn += [Drawn(kind, j, c.cont_ids) for kind, j, c in cuts]
         ctx.progress(1)
         return records({"model": cell.model, "prompt": spec.prompts[i], "prompt_index": i}, drawn, scored)
 

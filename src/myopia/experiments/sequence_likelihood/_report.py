@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...models import describe_boundary
 from ...report import Section, plt
 from .._base import Tables
 from ._spec import SequenceLikelihoodSpec
@@ -20,6 +21,14 @@ def report(tables: Tables, spec: SequenceLikelihoodSpec, summary: SequenceLikeli
         "most probable sequences are not the typical ones (seeds/004)."
     )
     section.table(*summary.table(), caption="Joint log-prob per model and prompt (nats)")
+    moved = sorted({(r["model"], r["kind"], r["text"], r["moved"]) for r in tables["continuations"] if r.get("moved")})
+    note = (" The generated continuations are scored as drawn, after the prompt's own tokens; only the listed and "
+            "degenerate ones are cut by the rule.")
+    if moved:
+        note += (" These begin with a token that covers the end of the prompt, so their joint log-prob includes "
+                 "writing the moved characters: " + "; ".join(f"{m} {k} {t[:30]!r} moved {x!r}" for m, k, t, x in moved)
+                 + ".")
+    section.text(describe_boundary(summary.boundary) + note)
     cells = by_cell(tables["continuations"])
     tokens = by_cell(tables["tokens"])
     for (model, pi), recs in cells.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 
 from .._base import Spec
@@ -31,6 +33,10 @@ class SequenceLikelihoodSpec(Spec):
                                      "cut to `length` tokens (default: the seed's davinci-002 story)")
     degenerate: list[str] = Field(default_factory=lambda: [" a"], description="units repeated to `length` tokens")
     chat: bool = Field(False, description="prompt models with a chat template through it")
+    boundary: Literal["natural", "lm-eval"] = Field(
+        "natural", description="how listed and degenerate continuations are cut into tokens where the tokenizer "
+        'merges across the end of the prompt: "natural" or "lm-eval" ("exact" sums over every tokenization of a '
+        "text, so it has no fixed token length)")
 
     @field_validator("prompts", "continuations", "degenerate")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -44,6 +45,8 @@ class SequenceLikelihoodSummary(Headline):
 
     length: int = Field(description="tokens per continuation")
     samples: int = Field(description="sampled continuations per model and prompt")
+    boundary: Literal["natural", "lm-eval"] = Field(
+        description='the rule that cut the listed and degenerate continuations into tokens: "natural" or "lm-eval"')
     cells: list[CellFigures]
 
     def rows(self) -> list[SequenceLikelihoodRow]:
@@ -100,4 +103,5 @@ def summarize(tables: Tables, spec: SequenceLikelihoodSpec) -> SequenceLikelihoo
                 degenerate_beats_user=None if deg is None or user is None else deg > user,
             )
         )
-    return SequenceLikelihoodSummary(length=spec.length, samples=spec.samples, cells=cells)
+    return SequenceLikelihoodSummary(length=spec.length, samples=spec.samples, boundary=spec.boundary,
+                                     cells=cells)

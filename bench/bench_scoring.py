@@ -24,6 +24,7 @@ import argparse
 import importlib.util
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -218,8 +219,8 @@ def _boundary_report(args, times, diffs, moved, sizes, exact, refused) -> str:
         "",
         f"Command: `python bench/bench_scoring.py --baseline BASE/src --model {args.model} --n {args.n} --length "
         f"{args.length} --rounds {args.rounds} --fc-prompts {args.fc_prompts} --fc-chunk {args.fc_chunk} "
-        f"--exact-prompts {args.exact_prompts}`, with BASE a worktree of main before the boundary rules "
-        "(`git worktree add --detach BASE main`).",
+        f"--exact-prompts {args.exact_prompts}`, with BASE a checkout of the code before the boundary rules "
+        f"(here commit {_commit(args.baseline)}: `git worktree add --detach BASE {_commit(args.baseline)}`).",
         f"Machine: {machine()}; load average {os.getloadavg()[1]:.1f} (the cores are shared with other work). "
         "Both sides run in one process on the same weights: this tree's `HFModel` and the baseline's "
         "(its `_hf.py` loaded beside this tree's package), scoring text continuations with `score_many` "
@@ -257,6 +258,12 @@ def _boundary_report(args, times, diffs, moved, sizes, exact, refused) -> str:
               "The exact mode sums over every tokenization of the text after the backed-up context: its cost "
               "grows with the continuation's length and improbability; it is for answers and labels."]
     return "\n".join(lines)
+
+
+def _commit(src: str) -> str:
+    """The short commit of the checkout that holds ``src`` (``unknown`` outside git)."""
+    r = subprocess.run(["git", "-C", src, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() or "unknown"
 
 
 def _prefixes(scored) -> float:

@@ -381,8 +381,12 @@ class HFModel(WhiteBoxModel):
             except torch.OutOfMemoryError:
                 if not self._shrink():
                     raise
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._release_memory()
+
+    def _release_memory(self) -> None:
+        """After an out-of-memory error: hand the failed batch's cached blocks back to the GPU."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _shrink(self) -> bool:
         """Halve the bounds; False when a batch is one row already."""
@@ -430,8 +434,7 @@ class HFModel(WhiteBoxModel):
                 if rows == 1:
                     raise
                 self.sample_rows = rows // 2
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+                self._release_memory()
         stop_ids = self._stop_ids()
         samples = []
         for row in [r for chunk in tokens for r in chunk.tolist()]:  # chunks may differ in length

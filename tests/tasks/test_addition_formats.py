@@ -100,11 +100,15 @@ def test_evaluation_by_n_against_an_oracle(fmt):
         "accuracy": 1.0,
         "first_digit_accuracy": 1.0,
         **{f"{m}_n{n}": 1.0 for n in (1, 2, 3) for m in ("accuracy", "first_digit_accuracy")},
+        **{f"digit_accuracy_n{n}_{j}": 1.0 for n in (1, 2, 3) for j in range(n + 1)},
     }
     m = task.evaluate(_Oracle(task, wrong_first=[2]))
     assert m["accuracy_n2"] == 0.0 and m["first_digit_accuracy_n2"] == 0.0
     assert m["accuracy_n1"] == m["accuracy_n3"] == 1.0
     assert m["accuracy"] == pytest.approx(2 / 3)
+    # per answer digit: only n = 2's most significant digit is wrong
+    assert [m[f"digit_accuracy_n2_{j}"] for j in range(3)] == [0.0, 1.0, 1.0]
+    assert all(m[f"digit_accuracy_n{n}_{j}"] == 1.0 for n in (1, 3) for j in range(n + 1))
 
 
 def test_reversed_answers_are_compared_most_significant_first():
@@ -117,6 +121,7 @@ def test_reversed_answers_are_compared_most_significant_first():
     assert torch.equal(pred, truth)
     m = task.evaluate(_Oracle(task, wrong_first=[2]))  # the first generated digit is the least significant
     assert m["accuracy"] == 0.0 and m["first_digit_accuracy"] == 1.0
+    assert [m[f"digit_accuracy_n2_{j}"] for j in range(3)] == [1.0, 1.0, 0.0]  # the units digit, last read
 
 
 def test_one_line_errors():

@@ -201,7 +201,9 @@ class AdditionTask(Task):
     @torch.no_grad()
     def evaluate(self, model) -> dict[str, float]:
         """Exact-match greedy accuracy of the answer over all test pairs, and the accuracy of its
-        most significant digit (which needs every carry); with several n, also per n."""
+        most significant digit (which needs every carry); with several n, also per n. Per n and
+        answer digit j (0 = the most significant, whatever the format), that digit's accuracy:
+        ``digit_accuracy_nN_J``."""
         preds = self.predictions(model)
         exact = {n: (p == t).all(dim=1).float() for n, (p, t) in preds.items()}
         first = {n: (p[:, 0] == t[:, 0]).float() for n, (p, t) in preds.items()}
@@ -213,4 +215,7 @@ class AdditionTask(Task):
             for n in preds:
                 out[f"accuracy_n{n}"] = exact[n].mean().item()
                 out[f"first_digit_accuracy_n{n}"] = first[n].mean().item()
+        for n, (p, t) in preds.items():
+            for j, acc in enumerate((p == t).float().mean(dim=0).tolist()):  # (n+1,) per answer digit
+                out[f"digit_accuracy_n{n}_{j}"] = acc
         return out

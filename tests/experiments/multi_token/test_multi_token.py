@@ -73,6 +73,13 @@ def test_tiny_run_end_to_end(tiny_run):
     digits = read_parquet(out / "results" / "digits.parquet")
     formats = ("plain", "pause", "scratchpad", "mtp:2")
     assert {(d["condition"], d["n_digits"]) for d in digits} == {(f, n) for f in formats for n in (1, 2)}
+    # every answer digit of every n, most significant first; the first is the first-digit figure
+    answer = read_parquet(out / "results" / "answer_digits.parquet")
+    assert {(a["condition"], a["n_digits"], a["position"]) for a in answer} == {
+        (f, n, j) for f in formats for n in (1, 2) for j in range(n + 1)
+    }
+    top = {(a["condition"], a["n_digits"]): a["accuracy"] for a in answer if a["position"] == 0}
+    assert all(top[(d["condition"], d["n_digits"])] == d["first_digit_accuracy"] for d in digits)
 
 
 def test_tiny_run_headline_and_report(tiny_run):
@@ -92,7 +99,11 @@ def test_tiny_run_headline_and_report(tiny_run):
     assert summary.names == {}
     header, rows = summary.table()
     assert header[:4] == ["part", "condition", "objective", "metric"] and len(rows) == 4 + 4 * 2
-    assert len(list((out / "figures").glob("*.png"))) == 5  # accuracy, positions, heatmap, loss, teacher-forced
+    by = summary.addition["plain"].by_digits
+    assert [len(by[n].by_position) for n in (1, 2)] == [2, 3]
+    assert by[2].by_position[0].mean == by[2].first_digit.mean
+    # accuracy, positions, heatmap, answer digits, loss, teacher-forced
+    assert len(list((out / "figures").glob("*.png"))) == 6
     html = (out / "report.html").read_text()
     assert "escape" in html and "Clever Hans" in html and html.index("<h2>Summary</h2>") < html.index("<img")
 

@@ -36,7 +36,7 @@ from ._clever_hans import later_teacher_forced, position_rows
 from ._drafting import drafting_records, drafts
 from ._induction import names_row
 from ._report import report
-from ._serial_depth import digit_rows
+from ._serial_depth import answer_digit_rows, digit_rows
 from ._spec import QUICK, MultiTokenSpec
 from ._summary import MultiTokenHeadline, summarize
 
@@ -122,6 +122,7 @@ class MultiTokenExperiment(Experiment):
             tables["positions"] = position_rows(key, m, cfg.task.path_len)
         elif part == "addition":
             tables["digits"] = digit_rows(key, m, cfg.task.digit_range)
+            tables["answer_digits"] = answer_digit_rows(key, m, cfg.task.digit_range)
         else:
             tables["names"] = [names_row(key, m, result.eval_loss)]
         # 4. decoding with drafts from the cell's own heads (mtp:n, mtp-seq:n), beside plain greedy decoding

@@ -52,6 +52,12 @@ def report(tables: Tables, spec: MultiTokenSpec, summary: MultiTokenHeadline, se
         )
     if summary.addition:
         section.figure(addition_heatmap(summary), caption="Addition: exact-match accuracy by digits and format")
+        if any(d.by_position for a in summary.addition.values() for d in a.by_digits.values()):
+            section.figure(
+                answer_digits_figure(summary),
+                caption="Addition: accuracy of each answer digit (0 = the most significant, the carry out of the "
+                "top column), by digits n, per format",
+            )
     if summary.names:
         section.figure(
             names_figure(summary),
@@ -203,6 +209,29 @@ def addition_heatmap(summary: MultiTokenHeadline):
             if v is not None:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
     ax.set_xlabel("digits n")
+    fig.tight_layout()
+    return fig
+
+
+def answer_digits_figure(summary: MultiTokenHeadline):
+    """One heatmap per format: digits n (rows) x answer digit, most significant first (columns)."""
+    formats = list(summary.addition)
+    digits = sorted({n for a in summary.addition.values() for n in a.by_digits})
+    width = max(digits) + 1
+    fig, axes = plt.subplots(1, len(formats), figsize=(0.45 * width * len(formats) + 1.5, 0.4 * len(digits) + 1.6),
+                             squeeze=False)  # fmt: skip
+    for fmt, ax in zip(formats, axes[0]):
+        by = summary.addition[fmt].by_digits
+        cells = {(n, j): iv.mean for n, d in by.items() for j, iv in enumerate(d.by_position)}
+        matrix = [[cells.get((n, j), float("nan")) for j in range(width)] for n in digits]
+        heatmap(ax, matrix, [str(j) for j in range(width)], [f"n={n}" for n in digits], fmt, vmin=0, vmax=1,
+                colorbar=fmt == formats[-1])  # fmt: skip
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                if v == v:  # not NaN
+                    color = "white" if v < 0.6 else "black"
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", color=color, fontsize=6)
+        ax.set_xlabel("answer digit (0 = most significant)")
     fig.tight_layout()
     return fig
 

@@ -71,6 +71,9 @@ class AdditionDigits(BaseModel):
 
     accuracy: Interval = Field(description="exact match under greedy generation")
     first_digit: Interval = Field(description="the most significant answer digit (it depends on every carry)")
+    by_position: list[Interval] = Field(
+        default_factory=list, description="each of the n + 1 answer digits' accuracy, the most significant first"
+    )
 
 
 class AdditionFormat(BaseModel):
@@ -145,7 +148,7 @@ def summarize(tables: Tables, spec: MultiTokenSpec) -> MultiTokenHeadline:
     ]
     return MultiTokenHeadline(
         path_star=path_star,
-        addition=_addition(tables.get("digits", []), spec),
+        addition=_addition(tables.get("digits", []), tables.get("answer_digits", []), spec),
         names=_names(tables.get("names", []), tables.get("finals", []), spec),
         clever_hans=hans,
         ci=CI,
@@ -183,8 +186,9 @@ def _teacher_forced(objective: str) -> bool:
     return get_objective(objective).data_variant != "teacherless"
 
 
-def _addition(digits: list[dict], spec: MultiTokenSpec) -> dict[str, AdditionFormat]:
+def _addition(digits: list[dict], answer_digits: list[dict], spec: MultiTokenSpec) -> dict[str, AdditionFormat]:
     groups = _groups(digits, ("condition", "n_digits"))
+    positions = _groups(answer_digits, ("condition", "n_digits", "position"))
     out = {}
     for fmt in spec.addition.formats:
         ns = sorted(n for f, n in groups if f == fmt)
@@ -193,6 +197,11 @@ def _addition(digits: list[dict], spec: MultiTokenSpec) -> dict[str, AdditionFor
                 n: AdditionDigits(
                     accuracy=Interval.of([r["accuracy"] for r in groups[(fmt, n)]]),
                     first_digit=Interval.of([r["first_digit_accuracy"] for r in groups[(fmt, n)]]),
+                    by_position=[
+                        Interval.of([r["accuracy"] for r in positions[(fmt, n, j)]])
+                        for j in range(n + 1)
+                        if (fmt, n, j) in positions
+                    ],
                 )
                 for n in ns
             }

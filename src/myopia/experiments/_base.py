@@ -83,6 +83,12 @@ class CellContext:
         self.work_dir = work_dir
         self.placement = placement  # a models.Placement: the run's device and dtype (None: the pool's default)
 
+    @property
+    def device(self) -> str:
+        """The run's ``--device`` (``auto`` when the run gave none): where a cell places what it
+        builds itself, e.g. the lab models it trains (:func:`myopia.lab.train_cell`) and loads."""
+        return "auto" if self.placement is None else self.placement.device
+
     def model(self, spec: str):
         """The :class:`~myopia.models.LanguageModel` for a model spec, placed as the run says."""
         return self._pool.get(spec) if self.placement is None else self._pool.get(spec, self.placement)

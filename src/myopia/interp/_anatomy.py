@@ -53,6 +53,7 @@ def logits_from_final(model, hidden: torch.Tensor, tokens: torch.Tensor | None =
     if tokens is None:
         logits = head(hidden)  # (..., V)
     else:
+        tokens = tokens.to(head.weight.device)  # ids built on the CPU index the head where it sits
         bias = None if getattr(head, "bias", None) is None else head.bias[tokens]
         logits = torch.nn.functional.linear(hidden, head.weight[tokens], bias)  # (..., n)
     cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
@@ -162,7 +163,7 @@ def replace_residual(model, layer: int, value: torch.Tensor, position: int = -1)
     def swap(module, args, kwargs):
         h = args[0] if args else kwargs["hidden_states"]
         h = h.clone()
-        h[:, position] = value.to(h.dtype)
+        h[:, position] = value.to(device=h.device, dtype=h.dtype)
         if args:
             return (h, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": h}

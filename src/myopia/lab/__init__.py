@@ -9,7 +9,7 @@ from ._checkpoint import latest_checkpoint, read_log
 from ._config import ModelSpec, TrainConfig, apply_set, lr_at
 from ._models import build_config, build_model, count_parameters
 from ._presets import SHAPES, is_preset, presets
-from ._setting import TrainSetting, over_defaults, train_cell, train_config
+from ._setting import TrainSetting, over_defaults, train_cell, train_config, train_device
 from ._train import Dist, Run, TrainResult, make_optimizer, train, train_step
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "read_log",
     "train_cell",
     "train_config",
+    "train_device",
     "train",
     "train_step",
 ]

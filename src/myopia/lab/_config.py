@@ -86,7 +86,9 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints; 0 = at the end only")
     keep_checkpoints: int = Field(2, ge=1)
 
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto (a GPU when torch sees one), cpu, cuda, cuda:N"
+    )
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: autocast on GPU")
     threads: int | None = Field(None, ge=1, description="torch threads; default: torch's (1 per rank under torchrun)")
     progress: bool = True

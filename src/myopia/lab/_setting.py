@@ -38,7 +38,7 @@ class TrainSetting(BaseModel):
     eval_every: int = Field(100, ge=0)
     eval_batches: int = Field(4, ge=1)
     chunk: int = Field(500, ge=0, description="steps per resumable chunk (a checkpoint after each); 0 = one go")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: the run's --device (train_device)
     train: dict[str, Any] = Field(default_factory=dict, description="other lab TrainConfig fields (warmup_steps, ...)")
 
     @model_validator(mode="after")
@@ -59,10 +59,18 @@ def over_defaults(default_factory, value: Any) -> Any:
     return {**base, **value}
 
 
+def train_device(setting: TrainSetting, run_device: str | None) -> str:
+    """Where a cell trains: the setting's ``device`` when it names one, else (``auto``) the run's
+    device (``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``; None: ``auto``)."""
+    return setting.device if setting.device != "auto" or run_device is None else run_device
+
+
 def train_config(
-    setting: TrainSetting, objective: str, seed: int, out: Path | None, threads: int | None
+    setting: TrainSetting, objective: str, seed: int, out: Path | None, threads: int | None,
+    device: str | None = None,
 ) -> TrainConfig:
-    """The lab's :class:`TrainConfig` for one cell (a ``UserError`` if the setting is invalid)."""
+    """The lab's :class:`TrainConfig` for one cell (a ``UserError`` if the setting is invalid);
+    ``device``: the run's, used where the setting leaves its own at ``auto``."""
     data: dict[str, Any] = dict(setting.train)
     data.update(
         task=dict(setting.task),
@@ -79,7 +87,7 @@ def train_config(
         keep_checkpoints=1,
         progress=False,
         threads=threads,
-        device=setting.device,
+        device=train_device(setting, device),
     )
     if out is not None:
         data["out"] = str(out)
@@ -87,13 +95,16 @@ def train_config(
 
 
 def train_cell(
-    setting: TrainSetting, objective: str, seed: int, work_dir: Path, threads: int | None, progress
+    setting: TrainSetting, objective: str, seed: int, work_dir: Path, threads: int | None, progress,
+    device: str | None = None,
 ) -> tuple[TrainConfig, TrainResult]:
     """Train (or resume, or find finished) one cell's model in ``work_dir/train``, in chunks of
     ``setting.chunk`` steps (a checkpoint after each, so an interrupted cell resumes from its last
-    chunk; the lab's resume is exact on CPU). Returns (TrainConfig, TrainResult)."""
+    chunk; the lab's resume is exact on CPU). ``device``: the run's (:attr:`CellContext.device`),
+    where the setting's ``device`` is ``auto``; the returned config's ``device`` is where it trained
+    (load the trained model there). Returns (TrainConfig, TrainResult)."""
     out = Path(work_dir) / "train"
-    cfg = train_config(setting, objective, seed, out, threads)
+    cfg = train_config(setting, objective, seed, out, threads, device)
     chunk = setting.chunk or cfg.steps
     done = 0
     if (out / "result.json").exists():

@@ -99,8 +99,8 @@ class Dist:
 
 
 def _device(cfg: TrainConfig) -> str:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' asked for, but no GPU is visible; use --set device=cpu")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {cfg.device!r} asked for, but no GPU is visible; use --set device=cpu")
     if cfg.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return cfg.device
@@ -246,6 +246,7 @@ def _start(cfg: TrainConfig) -> Run:
     device = _device(cfg)
     if device == "cuda":  # one GPU per rank, chosen before the process group starts
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if device.startswith("cuda"):  # cuda:N names the GPU itself
         torch.cuda.set_device(device)
     ddp = Dist.setup(device.split(":")[0])
     if cfg.threads:

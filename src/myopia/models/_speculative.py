@@ -318,6 +318,7 @@ def load_drafter(lm: WhiteBoxModel) -> Drafter:
         else:
             module, objective = SequentialMultiTokenModel(lm.model, info.n_heads), SequentialMultiToken(info.n_heads)
     objective.load_extra(module, folder)
+    module.to(lm.device)  # the heads were built on the CPU; the model may sit on a GPU (a no-op on a CPU)
     _DRAFTERS[lm] = Drafter(module)
     return _DRAFTERS[lm]
 

@@ -339,7 +339,7 @@ def _next_logprobs(model, rows: list[list[int]], device) -> torch.Tensor:
         ids[i, : len(r)] = torch.tensor(r)
     last = torch.tensor([len(r) - 1 for r in rows])  # (n,)
     logits = model(input_ids=ids.to(device), use_cache=False).logits  # (n, T, V)
-    rows_logits = logits[torch.arange(len(rows)), last.to(logits.device)]  # (n, V)
+    rows_logits = logits[torch.arange(len(rows), device=logits.device), last.to(logits.device)]  # (n, V)
     return torch.log_softmax(rows_logits.double(), dim=-1).cpu()
 
 

@@ -30,11 +30,12 @@ def bigram_logp(
     ``train_cur``/``eval_cur`` are the full token ids at t; ``train_cls`` the class at t+N."""
     uni = unigram_logp(train_cls, n_classes).exp()  # (V+1,)
     seen, index = torch.unique(train_cur, return_inverse=True)
-    counts = torch.zeros(len(seen), n_classes, dtype=torch.float64)  # (U, V+1)
-    counts.index_put_((index, train_cls), torch.ones(len(train_cls), dtype=torch.float64), accumulate=True)
+    dev = train_cur.device
+    counts = torch.zeros(len(seen), n_classes, dtype=torch.float64, device=dev)  # (U, V+1)
+    counts.index_put_((index, train_cls), torch.ones(len(train_cls), dtype=torch.float64, device=dev), accumulate=True)
     pos = torch.searchsorted(seen, eval_cur).clamp_max(len(seen) - 1)
     hit = seen[pos] == eval_cur
-    c = torch.where(hit[:, None], counts[pos], torch.zeros(1, n_classes, dtype=torch.float64))  # (n, V+1)
+    c = torch.where(hit[:, None], counts[pos], torch.zeros(1, n_classes, dtype=torch.float64, device=dev))  # (n, V+1)
     probs = (c + prior_weight * uni) / (c.sum(1, keepdim=True) + prior_weight)
     return probs.log()
 

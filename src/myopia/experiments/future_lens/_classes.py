@@ -38,8 +38,15 @@ class Classes:
         return len(self.kept) + 1  # + "other"
 
     def of(self, ids: torch.Tensor) -> torch.Tensor:
+        """(n,) the classes of token ids (n,), on the device of ``kept``."""
         other = len(self.kept)
-        return torch.tensor([self.lookup.get(int(t), other) for t in ids.tolist()], dtype=torch.long)
+        return torch.tensor(
+            [self.lookup.get(int(t), other) for t in ids.tolist()], dtype=torch.long, device=self.kept.device
+        )
+
+    def to(self, device) -> "Classes":
+        """The same classes with ``kept`` on ``device`` (where the logits it indexes are)."""
+        return Classes(self.kept.to(device), self.lookup)
 
 
 def score(logp: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:

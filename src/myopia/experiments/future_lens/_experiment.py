@@ -105,9 +105,11 @@ class FutureLens(Experiment):
         checkpoint = None
         if name.startswith(TRAINED):
             objective = name[len(TRAINED) :]
-            _, result = train_cell(spec.train, objective, spec.seed, ctx.work_dir, spec.threads, ctx.progress)
+            cfg, result = train_cell(
+                spec.train, objective, spec.seed, ctx.work_dir, spec.threads, ctx.progress, ctx.device
+            )
             checkpoint = result.out_dir
-            model, tokenizer = load_hf_model(f"lab:{checkpoint}")
+            model, tokenizer = load_hf_model(f"lab:{checkpoint}", device=cfg.device)  # float32, where it trained
         else:
             lm = ctx.white_box(name, self.name)
             model, tokenizer = lm.model, lm.tokenizer

@@ -64,18 +64,20 @@ def init_map(x: torch.Tensor, y: torch.Tensor, cfg: StateMapConfig) -> StateMap:
     t = (y / scale).double()  # (n, d)
     t_mean = t.mean(0)
     cov = z.T @ z / len(z)  # (d, d)
-    w = torch.linalg.solve(cov + cfg.ridge * torch.eye(len(cov), dtype=cov.dtype), z.T @ (t - t_mean) / len(z))
+    eye = torch.eye(len(cov), dtype=cov.dtype, device=cov.device)  # (d, d)
+    w = torch.linalg.solve(cov + cfg.ridge * eye, z.T @ (t - t_mean) / len(z))
     return StateMap(mean, std, w.float(), t_mean.float(), scale)
 
 
 def fit_map(model, smap: StateMap, x: torch.Tensor, targets: torch.Tensor, kept: torch.Tensor, cfg: StateMapConfig):
     """AdamW (cosine decay) on the cross-entropy of the decoded map over the kept tokens ``kept``
     (V,) against ``targets`` (n,) class indices, all below V, on 90% of the positions; the map
-    is kept at the epoch (0 = its start) with the lowest cross-entropy on the other 10%."""
+    is kept at the epoch (0 = its start) with the lowest cross-entropy on the other 10%. Runs on
+    the device of ``x``; the split and minibatch order come from a CPU generator."""
     if cfg.epochs == 0 or len(x) < 10:
         return
     g = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(len(x), generator=g)
+    perm = torch.randperm(len(x), generator=g).to(x.device)
     val, fit = perm[: len(x) // 10], perm[len(x) // 10 :]
     n = len(fit)
     opt = torch.optim.AdamW(smap.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -84,7 +86,7 @@ def fit_map(model, smap: StateMap, x: torch.Tensor, targets: torch.Tensor, kept:
     with frozen(model):
         best = (_loss(model, smap, x[val], targets[val], kept), {k: v.clone() for k, v in smap.state_dict().items()})
         for _ in range(cfg.epochs):
-            order = fit[torch.randperm(n, generator=g)]
+            order = fit[torch.randperm(n, generator=g).to(fit.device)]
             for i in range(0, n, cfg.batch_size):
                 idx = order[i : i + cfg.batch_size]
                 loss = F.cross_entropy(unembed(model, smap(x[idx]), kept), targets[idx])  # (B, V) logits

@@ -44,14 +44,16 @@ def train_probes(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fit K linear probes at once on features ``x`` (n, d) for targets (n, K): one weight
     (d, K*C) with minibatch AdamW on the summed cross-entropy. Features are standardised with
-    the training statistics. Returns (weight, bias, (mean, std)) packed for :func:`probe_logp`."""
+    the training statistics. Runs on the device of ``x`` (``targets`` with it); the minibatch order
+    comes from a CPU generator, so it is the same on every device. Returns (weight, bias, (mean,
+    std)) packed for :func:`probe_logp`."""
     n, d = x.shape
     K = targets.shape[1]
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mean) / std  # (n, d)
     g = torch.Generator().manual_seed(cfg.seed)
-    w = torch.zeros(d, K * n_classes, requires_grad=True)
-    b = torch.zeros(K * n_classes, requires_grad=True)
+    w = torch.zeros(d, K * n_classes, device=x.device, requires_grad=True)
+    b = torch.zeros(K * n_classes, device=x.device, requires_grad=True)
     with torch.no_grad():  # start at the log-frequencies: the probe only has to learn the rest
         freq = torch.stack([torch.bincount(targets[:, k], minlength=n_classes).float() + 0.5 for k in range(K)])
         b.copy_((freq / freq.sum(1, keepdim=True)).log().reshape(-1))
@@ -59,7 +61,7 @@ def train_probes(
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
     for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=g)
+        order = torch.randperm(n, generator=g).to(x.device)
         for i in range(0, n, cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
             logits = (z[idx] @ w + b).view(len(idx), K, n_classes)  # (B, K, C)

@@ -83,7 +83,7 @@ def train_prompt(
     losses = []
     with frozen(model):
         for _ in range(cfg.steps):
-            idx = torch.randint(0, len(x), (min(cfg.batch_size, len(x)),), generator=g)
+            idx = torch.randint(0, len(x), (min(cfg.batch_size, len(x)),), generator=g).to(x.device)
             logits = prompt_run(model, prompt(), prompt.n_after, layer, x[idx], tokens=kept)  # (B, K, V)
             loss = F.cross_entropy(logits.flatten(0, 1), targets[idx].flatten(), ignore_index=len(kept))
             opt.zero_grad(set_to_none=True)
@@ -119,8 +119,9 @@ class LearnedPrompt:
     method: ClassVar[str] = "learned-prompt"
 
     def read(self, states: LensStates, layer: int) -> Reading:
+        embed = self.model.get_input_embeddings()
         with torch.no_grad():
-            start = self.model.get_input_embeddings()(self.ids)  # (P, d)
+            start = embed(self.ids.to(embed.weight.device))  # (P, d)
         last = layer == states.n_layers  # the state goes to the head alone: t+1 is all it can reach
         prompt = SoftPrompt(start, self.n_fixed, 0 if last else states.offsets - 1)
         if not last:

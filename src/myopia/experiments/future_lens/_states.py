@@ -23,7 +23,8 @@ from ._spec import FutureLensSpec
 @dataclass
 class LensStates:
     """Everything a reader may read. ``n_train``/``n_eval`` positions have all K future tokens;
-    ids and states run K positions further (a reader of the state at t+N-1 needs them)."""
+    ids and states run K positions further (a reader of the state at t+N-1 needs them). Every
+    tensor (and ``classes.kept``) sits on the model's device: readers run where their states are."""
 
     layers: list[int]  # the chosen layers, 0 = the embeddings
     n_layers: int  # transformer blocks (states run 0..n_layers)
@@ -88,6 +89,9 @@ def cache_states(model, tokenizer, name: str, spec: FutureLensSpec, progress) ->
     n_tr, n_ev = len(tr_ids) - K, len(ev_ids) - K  # positions that have all K future tokens
     tr_tgt = torch.stack([classes.of(tr_ids[n : n + n_tr]) for n in range(1, K + 1)], 1)  # (n_tr, K)
     ev_tgt = torch.stack([classes.of(ev_ids[n : n + n_ev]) for n in range(1, K + 1)], 1)  # (n_ev, K)
+    device = next(model.parameters()).device  # everything a reader reads sits with the model (no-op on a CPU)
+    tr_ids, ev_ids, tr_tgt, ev_tgt = (t.to(device) for t in (tr_ids, ev_ids, tr_tgt, ev_tgt))
+    classes = classes.to(device)
 
     n_layers = model.config.num_hidden_layers
     layers = chosen_layers(n_layers, spec.layers, spec.max_layers, name)
@@ -149,13 +153,14 @@ def hidden_states(model, ids: torch.Tensor, layers: list[int], window: int, bos:
     with ``bos`` when given; its state is dropped): the residual stream after each chosen layer
     (0 = embeddings; at the last layer after the final norm), the last block's output before the
     final norm and, when ``logits_fn`` is given, ``logits_fn(logits)`` of the model's next-token
-    logits."""
+    logits. The states stay on the model's device."""
+    ids = ids.to(next(model.parameters()).device)
     feats: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
     finals: list[torch.Tensor] = []
     outs: list[torch.Tensor] = []
     for start in range(0, len(ids), window):
         chunk = ids[start : start + window]
-        inp = chunk if bos is None else torch.cat([torch.tensor([bos]), chunk])
+        inp = chunk if bos is None else torch.cat([torch.tensor([bos], device=chunk.device), chunk])
         skip = 0 if bos is None else 1
         with capture_residuals(model) as res:
             if logits_fn is None:

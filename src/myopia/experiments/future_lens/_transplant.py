@@ -98,6 +98,7 @@ class Transplant:
     method: ClassVar[str] = "transplant"
 
     def read(self, states: LensStates, layer: int) -> Reading:
+        embed = self.model.get_input_embeddings()
         with torch.no_grad():
-            inputs = self.model.get_input_embeddings()(self.ids)  # (P, d) what the blocks see at layer 0
+            inputs = embed(self.ids.to(embed.weight.device))  # (P, d) what the blocks see at layer 0
         return Reading(train=None, eval=transplant_readings(self.model, inputs, layer, states, states.offsets))

@@ -219,7 +219,7 @@ def _chunk_vjp(model, ids, grad_last, a: int, b: int, s: int, cache) -> torch.Te
         model.base_model(inputs_embeds=emb, past_key_values=cache, use_cache=cache is not None)
     k, w = b - a, b - s
     seed = grad_last.new_zeros(k, 1, w, grad_last.shape[-1])  # (K, 1, W, d): one target per row
-    rows = torch.arange(k)
+    rows = torch.arange(k, device=seed.device)
     seed[rows, 0, rows + (a - s)] = grad_last[a:b]
     grads = torch.autograd.grad(states[-1], states[:-1], grad_outputs=seed, is_grads_batched=True)
     return torch.stack([g[:, 0] for g in grads])  # (L, K, W, d)

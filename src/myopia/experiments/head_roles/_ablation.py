@@ -119,7 +119,8 @@ def ablation_losses(
     k = len(heads)
     stream = clean["inputs"][layer].repeat(k, 1, 1)  # (K*B, T, d): row r = head r // B
     which = torch.zeros(k * b, n_heads, dtype=torch.bool, device=ids.device)
-    which[torch.arange(k * b), torch.tensor(heads).repeat_interleave(b)] = True  # (K*B, H)
+    rows, cols = torch.arange(k * b, device=ids.device), torch.tensor(heads, device=ids.device).repeat_interleave(b)
+    which[rows, cols] = True  # (K*B, H)
     proj = output_projection(decoder_layers(model)[layer])
     if mode == "full":
         pos = torch.arange(t, device=ids.device)

@@ -77,16 +77,17 @@ def held_out_prompts(task, tokenizer, n: int, text_prompt: int, new_tokens: int,
 
 
 def drafting_records(key: dict[str, Any], out_dir: str | Path, task_config, spec: DraftingSpec,
-                     threads: int | None = None) -> list[dict[str, Any]]:
+                     threads: int | None = None, device: str | None = None) -> list[dict[str, Any]]:
     """One record per held-out prompt and mode (0 = plain, 1..n − 1 drafted tokens) for the cell's
-    model in ``out_dir``, the cell's ``key`` (part, condition, objective, seed) added."""
+    model in ``out_dir`` (loaded on ``device``, where it trained; None: the CPU), the cell's ``key``
+    (part, condition, objective, seed) added."""
     if not spec.enabled or not drafts(key["objective"]):
         return []
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        lm = load_model(f"lab:{out_dir}")
+        lm = load_model(f"lab:{out_dir}", device=device)
         task = task_from_config(task_config)  # the task the cell trained on (its tokenizer is the model's)
         task.prepare()
         prompts, new = held_out_prompts(task, lm.tokenizer, spec.prompts, spec.text_prompt, spec.new_tokens,

@@ -102,7 +102,9 @@ class MultiTokenExperiment(Experiment):
         keep = spec.part(part).keep_weights
         t0 = time.time()
         # 1. train (or resume, or find finished) the cell's model in work/CELL/train, in chunks
-        cfg, result = train_cell(setting, objective, seed, Path(ctx.work_dir), spec.threads, ctx.progress)
+        cfg, result = train_cell(
+            setting, objective, seed, Path(ctx.work_dir), spec.threads, ctx.progress, ctx.device
+        )
         out = Path(result.out_dir)
         key = {"part": part, "condition": condition, "objective": objective, "seed": seed}
         # 2. its training log: curves, and the extra heads' (depths') losses
@@ -127,7 +129,7 @@ class MultiTokenExperiment(Experiment):
             tables["names"] = [names_row(key, m, result.eval_loss)]
         # 4. decoding with drafts from the cell's own heads (mtp:n, mtp-seq:n), beside plain greedy decoding
         if drafts(objective) and spec.drafting.enabled:
-            tables["drafting"] = drafting_records(key, out, cfg.task, spec.drafting, spec.threads)
+            tables["drafting"] = drafting_records(key, out, cfg.task, spec.drafting, spec.threads, cfg.device)
         tables["finals"] = [_final_record(key, setting, cfg.task, result, keep, spec.threads, time.time() - t0)]
         if not keep:
             for f in out.glob("*.safetensors"):

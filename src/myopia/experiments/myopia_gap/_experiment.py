@@ -62,7 +62,7 @@ class MyopiaGap(Experiment):
         key = {"condition": name, "objective": objective, "seed": seed}
         t0 = time.time()
         # 1. train (or resume, or find finished) the cell's model in work/CELL/train, in chunks
-        cfg, result = train_cell(setting, objective, seed, ctx.work_dir, spec.threads, ctx.progress)
+        cfg, result = train_cell(setting, objective, seed, ctx.work_dir, spec.threads, ctx.progress, ctx.device)
         out = Path(result.out_dir)
         log = read_log(out / "train_log.parquet")
         curves = [

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from ..._errors import UserError
-from ...lab import train_cell
+from ...lab import train_cell, train_device
 from ...lab.selftrain import SelfTraining, generator, sample_measures, text_measures
 from ...models import check_spec, load_hf_model, quiet_transformers
 from ...tasks import GameTask, task_config, task_from_config
@@ -116,12 +116,19 @@ def _base(spec: SelfTrainingSpec, seed: int, work_dir: Path, ctx: CellContext):
         return spec.base_model, None
     work = work_dir.parent / f"base-s{seed}"
     with _locked(work_dir.parent / f".base-s{seed}.lock"):
-        _, result = train_cell(spec.base, "ntp", seed, work, spec.threads, ctx.progress)
+        _, result = train_cell(spec.base, "ntp", seed, work, spec.threads, ctx.progress, ctx.device)
     return f"lab:{result.out_dir}", result
 
 
-def _load(spec: SelfTrainingSpec, base: str):
-    model, tokenizer = load_hf_model(base)
+def _device(spec: SelfTrainingSpec, ctx: CellContext) -> str:
+    """Where the base model is measured and the rounds run: where the base trained (the run's
+    ``--device`` unless ``base.device`` names one), or the run's for a named ``base_model``."""
+    return ctx.device if spec.base_model else train_device(spec.base, ctx.device)
+
+
+def _load(spec: SelfTrainingSpec, base: str, device: str):
+    """The base model on ``device`` (float32: the rounds fine-tune it) and its game task."""
+    model, tokenizer = load_hf_model(base, device=device)
     task = game_task(spec, tokenizer)
     task.prepare()
     if spec.base_model is None and task.tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -130,7 +137,7 @@ def _load(spec: SelfTrainingSpec, base: str):
 
 
 def _base_tables(spec: SelfTrainingSpec, seed: int, base: str, trained, seconds: float, ctx: CellContext) -> Tables:
-    model, task = _load(spec, base)
+    model, task = _load(spec, base, _device(spec, ctx))
     ctx.progress(0, note=f"s{seed}: measuring the base")
     m = round_measures(model, task, held_out(task, spec), spec, seed)
     row = {"seed": seed, "model": base, "steps": getattr(trained, "steps", 0),
@@ -152,8 +159,8 @@ def _base_tables(spec: SelfTrainingSpec, seed: int, base: str, trained, seconds:
 # --- a condition ------------------------------------------------------------------------------------
 def _condition(name: str, spec: SelfTrainingSpec, seed: int, base: str, work_dir: Path, ctx: CellContext) -> Tables:
     cfg = spec.condition_config(name)
-    model, task = _load(spec, base)
-    frozen, _ = load_hf_model(base)
+    model, task = _load(spec, base, _device(spec, ctx))
+    frozen, _ = load_hf_model(base, device=_device(spec, ctx))
     limit = model.config.max_position_embeddings
     longest = max(cfg.prompt_tokens + cfg.completion_tokens, spec.prompt_tokens + spec.sample_tokens,
                   max(len(task.context_ids(v)) for v in task.config.variants) + cfg.answer_tokens)

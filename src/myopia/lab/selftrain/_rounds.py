@@ -278,10 +278,11 @@ class SelfTraining:
         cfg, model = self.cfg, self.model
         opt, params = make_optimizer(model, _opt_cfg(cfg.lr, cfg))
         model.train()
+        device = next(model.parameters()).device
         losses = []
         for step in range(cfg.steps):
             idx = torch.from_numpy(rng(self.seed, SFT_STREAM, r, step).permutation(len(seqs))[: cfg.batch_size])
-            s, m = seqs[idx], masks[idx]
+            s, m = seqs[idx].to(device), masks[idx].to(device)  # the rows stay on the CPU, the batch goes to the model
             width = int(m.sum(0).nonzero().max()) + 1  # drop all-padding columns on the right
             s, m = s[:, :width], m[:, :width]
             logits = model(input_ids=s[:, :-1], use_cache=False).logits  # (B, W-1, V)

@@ -230,6 +230,86 @@ def test_a_changed_spec_toml_is_named_by_report_when_the_manifest_has_no_copy(te
         rerender(run_dir)
 
 
+# -- a partial look at an unfinished run ---------------------------------------------------------
+def _unfinish(run_dir: Path, cell_id: str) -> None:
+    """As if the run had been killed before ``cell_id`` finished."""
+    manifest = _manifest(run_dir)
+    manifest["cells"][cell_id] = {"model": manifest["cells"][cell_id]["model"], "status": "pending"}
+    manifest.pop("ended", None)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(run_dir / "cells" / cell_id)
+
+
+def _ids(run_dir: Path) -> list[str]:
+    return list(_manifest(run_dir)["cells"])  # in the run's order
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_partial_report_summarizes_the_finished_cells_and_writes_nothing_else(template, tiny_lm_dir, tmp_path,
+                                                                              executed):  # fmt: skip
+    from myopia._io import read_parquet
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(template, run_dir)
+    for rel in ("summary.json", "report.html"):
+        (run_dir / rel).unlink()
+    shutil.rmtree(run_dir / "results")
+    first, second = _ids(run_dir)
+    _unfinish(run_dir, second)
+    before = _files(run_dir)
+    _one_line_exit_2(_cli("report", str(run_dir)))  # the full report still needs every cell
+
+    res = _cli("report", str(run_dir), "--partial")
+    assert res.exit_code == 0 and f"partial report (1 of 2 cells): {run_dir / 'partial' / 'report.html'}" in res.output
+    assert {k: v for k, v in _files(run_dir).items() if not k.startswith("partial/")} == before
+    # the reference: the experiment's own summary of cell 0's tables, read directly
+    exp = get_experiment("sequence-likelihood")
+    spec = exp.spec_cls.model_validate(_manifest(run_dir)["spec"])
+    tables = {p.stem: read_parquet(p) for p in (run_dir / "cells" / first).glob("*.parquet")}
+    want = exp.summarize(tables, spec).model_dump(mode="json")
+    got = json.loads((run_dir / "partial" / "summary.json").read_text())
+    assert {k: v for k, v in got.items() if k not in ("experiment", "spec_hash")} == {
+        k: v for k, v in want.items() if k not in ("experiment", "spec_hash")
+    }
+    assert read_parquet(run_dir / "partial" / "results" / "continuations.parquet") == tables["continuations"]
+    assert "partial: 1 of 2 cells finished" in (run_dir / "partial" / "report.html").read_text()
+    assert executed == []
+
+    # the run resumes with the one cell left, and its finished report replaces the partial look
+    assert _cli(*_run_args(tiny_lm_dir, run_dir)).exit_code == 0
+    assert executed == [second] and not (run_dir / "partial").exists()
+    assert json.loads((run_dir / "summary.json").read_text()) == json.loads((template / "summary.json").read_text())
+
+
+def test_partial_report_errors_are_one_line(template, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(template, run_dir)
+    for cell in _ids(run_dir):
+        _unfinish(run_dir, cell)
+    res = _cli("report", str(run_dir), "--partial")
+    _one_line_exit_2(res)
+    assert "has no finished cell yet (0 of 2)" in res.output and not (run_dir / "partial").exists()
+    _one_line_exit_2(_cli("report", str(tmp_path / "nowhere"), "--partial"))
+    res = _cli("report", str(tmp_path), "--partial")
+    _one_line_exit_2(res)
+    assert "is not an experiment's run directory" in res.output
+
+
+def test_partial_report_leaves_out_a_damaged_cell_with_a_warning(template, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(template, run_dir)
+    first, second = _ids(run_dir)
+    _unfinish(run_dir, second)
+    target = next((run_dir / "cells" / first).glob("*.parquet"))
+    target.write_bytes(b"garbage")
+    res = _cli("report", str(run_dir), "--partial")
+    _one_line_exit_2(res)  # the damaged cell was the only finished one
+    assert f"cell {first}: cells/{first}/{target.name} is damaged" in res.output
+
+
 # -- the lock ------------------------------------------------------------------------------------
 def test_a_second_writer_is_refused_while_a_live_process_holds_the_run(template, tiny_lm_dir, tmp_path):
     run_dir = tmp_path / "run"
@@ -248,6 +328,7 @@ def test_a_second_writer_is_refused_while_a_live_process_holds_the_run(template,
             res = _cli(*args)
             _one_line_exit_2(res)
             assert f"is being written by pid {proc.pid} on " in res.output and "(a test)" in res.output
+        assert _cli("report", str(run_dir), "--partial").exit_code == 0  # a look reads only: no lock needed
     finally:
         proc.kill()  # kill -9: the kernel drops its lock
         proc.wait()

@@ -149,20 +149,31 @@ def _print_summary(console: Console, name: str, summary, run_dir: Path) -> None:
 
 @click.command()
 @click.argument("run_dir", type=click.Path())
-def report(run_dir: str) -> None:
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="An unfinished run (one experiment's, even one going on): RUN_DIR/partial/ from the cells finished so far.",
+)
+def report(run_dir: str, partial: bool) -> None:
     """Rebuild RUN_DIR's results/, summary.json and report.html from its cell files, each checked against
     its checksum (nothing is recomputed; a damaged cell is named, with the command that recomputes it).
 
     \b
-    Example:
+    Examples:
       myopia report runs/sequence-likelihood-1a2b3c4d5e
+      myopia report runs/multi-token-dd048b8294 --partial   # while it runs: RUN/partial/report.html
     """
+    from ._partial import partial_report
     from ._runner import rerender
     from ._suite import rerender_suite
 
     path = Path(run_dir)
     if not path.is_dir():
         raise UserError(f"run directory not found: {run_dir}")
+    if partial:
+        out, done, total = partial_report(path)
+        Console().print(f"partial report ({done} of {total} cells): {out}", soft_wrap=True)
+        return
     if (path / "spec.toml").exists() or (path / "manifest.json").exists():
         out, _ = rerender(path)
     else:

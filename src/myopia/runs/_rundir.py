@@ -31,6 +31,7 @@ from .._io import parse_parquet, write_json_atomic
 from ..experiments import Cell, Tables
 
 MANIFEST = "manifest.json"
+PARTIAL = "partial"  # `myopia report --partial`: a look at an unfinished run (removed when it finishes)
 SIDECAR = "cell.json"
 
 

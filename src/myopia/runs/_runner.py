@@ -15,6 +15,7 @@ import base64
 import os
 import platform
 import re
+import shutil
 import socket
 import sys
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from ._executors import CellJob, Event, Executor, Failed, Finished, Progressed, 
 from ._progress import Progress
 from ._rundir import (
     MANIFEST,
+    PARTIAL,
     RunLock,
     adopt_sidecar,
     check_cells,
@@ -188,6 +190,7 @@ def _run_locked(exp: Experiment, spec: Spec, run_dir: Path, console, executor: E
     summary = finish(run_dir, exp, spec, tables)
     manifest.update(status="done", ended=now())
     write_json_atomic(run_dir / MANIFEST, manifest)
+    shutil.rmtree(run_dir / PARTIAL, ignore_errors=True)  # `myopia report --partial`'s look, now out of date
     return RunResult(run_dir, summary, run_dir / "report.html", len(todo), len(cells) - len(todo))
 
 
@@ -279,11 +282,12 @@ def write_results(run_dir: Path, manifest: dict, tables: Tables) -> None:
         files[rel] = write_parquet_atomic(run_dir / rel, records).record()
 
 
-def finish(run_dir: Path, exp: Experiment, spec: Spec, tables: Tables) -> Headline:
-    """summary.json and report.html, from the merged tables alone."""
+def finish(run_dir: Path, exp: Experiment, spec: Spec, tables: Tables, meta: dict | None = None) -> Headline:
+    """summary.json and report.html, from the merged tables alone (``meta``: more header lines)."""
     summary = exp.summarize(tables, spec).model_copy(update={"experiment": exp.name, "spec_hash": spec_hash(spec)})
     write_json_atomic(run_dir / "summary.json", summary.model_dump(mode="json"))
     report = build_report(exp, spec, tables, summary)
+    report.meta.update(meta or {})
     write_figures(report, run_dir / "figures")
     write_text_atomic(run_dir / "report.html", report.render())
     return summary
@@ -320,7 +324,7 @@ def add_sections(report: Report, exp: Experiment, spec: Spec, tables: Tables, su
     section.code(_spec_text(spec), caption="The resolved spec (rerun with `myopia run spec.toml`):")
 
 
-def _is_run_dir(run_dir: Path) -> bool:
+def is_run_dir(run_dir: Path) -> bool:
     return (run_dir / "spec.toml").is_file() or (run_dir / MANIFEST).is_file()
 
 
@@ -329,7 +333,7 @@ def load_run(run_dir: str | Path) -> tuple[Experiment, Spec, Tables]:
     against its checksum. A damaged cell is one line naming it and the command that recomputes
     it; a damaged manifest, spec.toml or cell record is rebuilt from the others (with a warning)."""
     run_dir = Path(run_dir)
-    if not _is_run_dir(run_dir):
+    if not is_run_dir(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no spec.toml / manifest.json)")
     with RunLock(run_dir, "myopia report"):
         exp, spec, tables, _ = _load_locked(run_dir)
@@ -407,7 +411,7 @@ def rerender(run_dir: str | Path) -> tuple[Path, Headline]:
     """``myopia report``: results/, summary.json and report.html again, from the verified cell
     files only (no model is loaded, nothing is recomputed)."""
     run_dir = Path(run_dir)
-    if not _is_run_dir(run_dir):
+    if not is_run_dir(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no spec.toml / manifest.json)")
     with RunLock(run_dir, "myopia report"):
         exp, spec, tables, manifest = _load_locked(run_dir)

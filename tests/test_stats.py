@@ -63,3 +63,11 @@ def test_t_interval_formula():
     assert t_interval([0.5]) == {"mean": 0.5, "ci_low": None, "ci_high": None, "n": 1}
 
 
+
+
+def test_t_interval_clipped_to_bounds():
+    xs = [0.85, 0.99, 1.0]  # accuracies near 1: the unclipped upper end is above 1
+    plain, share = t_interval(xs), t_interval(xs, bounds=(0.0, 1.0))
+    assert plain["ci_high"] > 1 and share["ci_high"] == 1.0
+    assert share["ci_low"] == plain["ci_low"] and share["mean"] == plain["mean"]
+    assert t_interval([0.0, 0.01, 0.2], bounds=(0.0, 1.0))["ci_low"] == 0.0

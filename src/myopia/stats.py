@@ -38,16 +38,20 @@ def mean(values: list[float | None]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def t_interval(values: list[float]) -> dict[str, Any]:
+def t_interval(values: list[float], bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     """Mean and 95% t-interval: mean ± t(n-1) · sd / √n (no interval for n = 1); None and
-    non-finite values are left out. Returns ``{"mean", "ci_low", "ci_high", "n"}``."""
+    non-finite values are left out; ``bounds``: the ends clipped to the values' range (a share:
+    ``(0, 1)``). Returns ``{"mean", "ci_low", "ci_high", "n"}``."""
     xs = [float(v) for v in values if v is not None and math.isfinite(v)]
     n, m = len(xs), mean(xs)
     if n <= 1:
         return {"mean": m, "ci_low": None, "ci_high": None, "n": n}
     sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1))
     half = t_quantile(n - 1) * sd / math.sqrt(n)
-    return {"mean": m, "ci_low": m - half, "ci_high": m + half, "n": n}
+    low, high = m - half, m + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return {"mean": m, "ci_low": low, "ci_high": high, "n": n}
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

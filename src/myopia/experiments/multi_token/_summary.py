@@ -13,7 +13,7 @@ from .._base import Headline, TableRow, Tables
 from ._clever_hans import diagnose, escapes_chance
 from ._spec import MultiTokenSpec
 
-CI = T_INTERVAL
+CI = f"{T_INTERVAL}; accuracies clipped to [0, 1]"
 
 
 class Interval(BaseModel):
@@ -30,6 +30,11 @@ class Interval(BaseModel):
     @classmethod
     def of(cls, values: list[float | None]) -> "Interval":
         return cls(**t_interval(values))
+
+    @classmethod
+    def share(cls, values: list[float | None]) -> "Interval":
+        """An accuracy's: the interval clipped to [0, 1]."""
+        return cls(**t_interval(values, bounds=(0.0, 1.0)))
 
     def text(self, digits: int = 2) -> str:
         if self.mean is None:
@@ -164,9 +169,9 @@ def _path_star(finals: list[dict], spec: MultiTokenSpec) -> dict[str, PathStarGr
             recs = groups.get((g.id, o))
             if not recs:
                 continue
-            acc = Interval.of([r["accuracy"] for r in recs])
-            first = Interval.of([r["first_step_accuracy"] for r in recs])
-            later = Interval.of([r["later_teacher_forced"] for r in recs])
+            acc = Interval.share([r["accuracy"] for r in recs])
+            first = Interval.share([r["first_step_accuracy"] for r in recs])
+            later = Interval.share([r["later_teacher_forced"] for r in recs])
             objectives[o] = PathStarObjective(
                 accuracy=acc,
                 first_step=first,
@@ -195,10 +200,10 @@ def _addition(digits: list[dict], answer_digits: list[dict], spec: MultiTokenSpe
         if ns:
             by = {
                 n: AdditionDigits(
-                    accuracy=Interval.of([r["accuracy"] for r in groups[(fmt, n)]]),
-                    first_digit=Interval.of([r["first_digit_accuracy"] for r in groups[(fmt, n)]]),
+                    accuracy=Interval.share([r["accuracy"] for r in groups[(fmt, n)]]),
+                    first_digit=Interval.share([r["first_digit_accuracy"] for r in groups[(fmt, n)]]),
                     by_position=[
-                        Interval.of([r["accuracy"] for r in positions[(fmt, n, j)]])
+                        Interval.share([r["accuracy"] for r in positions[(fmt, n, j)]])
                         for j in range(n + 1)
                         if (fmt, n, j) in positions
                     ],
@@ -214,8 +219,8 @@ def _names(names: list[dict], finals: list[dict], spec: MultiTokenSpec) -> dict[
     groups = _groups(names, ("objective",))
     return {
         o: NamesObjective(
-            name_accuracy=Interval.of([r["name_accuracy"] for r in groups[(o,)]]),
-            name_accuracy_first=Interval.of([r["name_accuracy_first"] for r in groups[(o,)]]),
+            name_accuracy=Interval.share([r["name_accuracy"] for r in groups[(o,)]]),
+            name_accuracy_first=Interval.share([r["name_accuracy_first"] for r in groups[(o,)]]),
             head1_loss=Interval.of([r["eval_loss"] for r in groups[(o,)]]),
             n_params=int(params.get(o, 0)),
         )

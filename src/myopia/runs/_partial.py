@@ -18,10 +18,10 @@ import shutil
 from pathlib import Path
 
 from .._errors import UserError
-from ..experiments import Tables, get_experiment
+from ..experiments import Tables
 from ._rundir import MANIFEST, PARTIAL, read_cell, read_manifest, read_sidecar, warn
-from ._runner import finish, is_run_dir, resolve_spec, write_results
-from ._specs import spec_hash, validate
+from ._runner import finish, is_run_dir, resolve_spec, stored_spec, write_results
+from ._specs import spec_hash
 
 
 def partial_report(run_dir: str | Path) -> tuple[Path, int, int]:
@@ -32,8 +32,7 @@ def partial_report(run_dir: str | Path) -> tuple[Path, int, int]:
         raise UserError(f"{run_dir} is not an experiment's run directory (no spec.toml / {MANIFEST})")
     manifest, _ = read_manifest(run_dir)
     if manifest is not None and isinstance(manifest.get("spec"), dict):
-        exp = get_experiment(str(manifest["spec"].get("experiment", "")))
-        spec = validate(exp.spec_cls, manifest["spec"])
+        exp, spec = stored_spec(manifest["spec"])
     else:
         exp, spec = resolve_spec(str(run_dir / "spec.toml"), check=False)
     h = spec_hash(spec)

@@ -391,12 +391,16 @@ def _rebuild_for_report(run_dir: Path, exp: Experiment, spec: Spec, cells: list[
     return manifest
 
 
+def stored_spec(stored: dict) -> tuple[Experiment, Spec]:
+    """The experiment and validated spec a manifest records (its ``spec`` entry)."""
+    exp = get_experiment(str(stored.get("experiment", "")))
+    return exp, validate(exp.spec_cls, stored)
+
+
 def _spec_from_manifest(run_dir: Path, manifest: dict) -> tuple[Experiment, Spec, bool]:
     """The run's spec as its manifest records it; spec.toml rewritten from it if the file is
     missing or differs from its recorded checksum. (Whether it was rewritten is returned.)"""
-    stored = manifest["spec"]
-    exp = get_experiment(str(stored.get("experiment", "")))
-    spec = validate(exp.spec_cls, stored)
+    exp, spec = stored_spec(manifest["spec"])
     files = manifest.setdefault("files", {})
     path = run_dir / "spec.toml"
     found = file_record(path)

@@ -10,10 +10,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def heatmap(
-    ax, matrix, xlabels, ylabels, title: str, vmin=None, vmax=None, cmap: str = "viridis", colorbar: bool = True
+    ax,
+    matrix,
+    xlabels,
+    ylabels,
+    title: str,
+    vmin=None,
+    vmax=None,
+    cmap: str = "viridis",
+    colorbar: bool = True,
+    values: float | None = None,
 ):
-    """A labelled matrix (rows bottom-up) on ``ax``, with a colour bar."""
+    """A labelled matrix (rows bottom-up) on ``ax``, with a colour bar. ``values``: the font size
+    to write each cell's value in (two decimals; NaN cells stay blank), None for no values."""
     im = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, origin="lower")
+    if values is not None:
+        lo, hi = im.get_clim()
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                if v == v:  # not NaN
+                    dark = v < lo + 0.6 * (hi - lo)  # the low end of viridis is dark: white text there
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if dark else "black",
+                            fontsize=values)  # fmt: skip
     ax.set_xticks(range(len(xlabels)), xlabels, fontsize=7)
     ax.set_yticks(range(len(ylabels)), ylabels, fontsize=7)
     ax.set_title(title, fontsize=9)

@@ -203,11 +203,7 @@ def addition_heatmap(summary: MultiTokenHeadline):
     ]
     fig, ax = plt.subplots(figsize=(1.0 * len(digits) + 3.0, 0.55 * len(formats) + 1.6))
     matrix = [[float("nan") if v is None else v for v in row] for row in grid]
-    heatmap(ax, matrix, [str(n) for n in digits], formats, "addition: exact-match accuracy", vmin=0, vmax=1)
-    for i, row in enumerate(grid):
-        for j, v in enumerate(row):
-            if v is not None:
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black", fontsize=8)
+    heatmap(ax, matrix, [str(n) for n in digits], formats, "addition: exact-match accuracy", vmin=0, vmax=1, values=8)
     ax.set_xlabel("digits n")
     fig.tight_layout()
     return fig
@@ -225,12 +221,7 @@ def answer_digits_figure(summary: MultiTokenHeadline):
         cells = {(n, j): iv.mean for n, d in by.items() for j, iv in enumerate(d.by_position)}
         matrix = [[cells.get((n, j), float("nan")) for j in range(width)] for n in digits]
         heatmap(ax, matrix, [str(j) for j in range(width)], [f"n={n}" for n in digits], fmt, vmin=0, vmax=1,
-                colorbar=fmt == formats[-1])  # fmt: skip
-        for i, row in enumerate(matrix):
-            for j, v in enumerate(row):
-                if v == v:  # not NaN
-                    color = "white" if v < 0.6 else "black"
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", color=color, fontsize=6)
+                colorbar=fmt == formats[-1], values=6)  # fmt: skip
         ax.set_xlabel("answer digit (0 = most significant)")
     fig.tight_layout()
     return fig

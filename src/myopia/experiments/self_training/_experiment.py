@@ -159,8 +159,9 @@ def _base_tables(spec: SelfTrainingSpec, seed: int, base: str, trained, seconds:
 # --- a condition ------------------------------------------------------------------------------------
 def _condition(name: str, spec: SelfTrainingSpec, seed: int, base: str, work_dir: Path, ctx: CellContext) -> Tables:
     cfg = spec.condition_config(name)
-    model, task = _load(spec, base, _device(spec, ctx))
-    frozen, _ = load_hf_model(base, device=_device(spec, ctx))
+    device = _device(spec, ctx)
+    model, task = _load(spec, base, device)
+    frozen, _ = load_hf_model(base, device=device)
     limit = model.config.max_position_embeddings
     longest = max(cfg.prompt_tokens + cfg.completion_tokens, spec.prompt_tokens + spec.sample_tokens,
                   max(len(task.context_ids(v)) for v in task.config.variants) + cfg.answer_tokens)
